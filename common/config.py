@@ -14,7 +14,7 @@ import os
 
 from pyfix.common import hostinfo, msg, params
 from pyfix.common.macro import FLAG_RECURSE, PARSE_ERROR, mac_expand
-from pyfix.common.readlline import logical_lines, read_text
+from pyfix.common.readlline import ReadError, logical_lines, read_text
 from pyfix.common.strings import CHARS_COMMA_SP, byte_length, split_nameval, tokens
 
 MAIN_CF = "main.cf"
@@ -45,6 +45,8 @@ class MainCf:
         main_cf = cls(path, entries)
         try:
             text = read_text(path)
+        except ReadError as exc:
+            msg.fatal("read %s: %s" % (path, msg.strerror(exc)))
         except OSError as exc:
             msg.fatal("open %s: %s" % (path, msg.strerror(exc)))
         main_cf.load(text)
@@ -98,9 +100,14 @@ class Config:
         """The unexpanded value: explicit setting, else the registry default, else default."""
         if name in self.explicit:
             return self.explicit[name]
+        return self.default(name, default)
+
+    def default(self, name, default=None):
+        """The unexpanded default: the registry's, a per-service one, else `default`."""
         param = params.lookup(name)
         if param is None:
-            return default
+            service_default = params.service_parameter_default(name)
+            return default if service_default is None else service_default
         if param.kind == "fn":
             return self._function_default(name)
         return param.default
@@ -111,7 +118,7 @@ class Config:
         if name == "mydomain":
             return hostinfo.default_mydomain(self.get("myhostname"))
         return hostinfo.mynetworks(self.get("mynetworks_style"), self.get("inet_interfaces"),
-                                   self.get("inet_protocols"))
+                                   self.get("inet_protocols")).rstrip()
 
     def lookup_eval(self, name):
         """An explicit setting expanded against explicit settings only (mail_conf_lookup_eval)."""
@@ -199,7 +206,7 @@ class Config:
         value = self.get(name, default)
         param = params.lookup(name)
         if unit is None:
-            unit_source = param.default if param is not None else (default or "s")
+            unit_source = self.default(name, default) or "s"
             unit = next((ch for ch in self.expand(unit_source) if ch.isalpha()), "s")
         seconds = conv_time(value, unit)
         if seconds is None:

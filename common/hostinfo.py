@@ -12,6 +12,7 @@ import psutil
 
 from pyfix.common import msg
 from pyfix.common.strings import tokens
+from pyfix.common.valid_hostname import valid_hostname
 
 DEFAULT_DOMAIN = "localdomain"
 
@@ -21,20 +22,9 @@ _PROTOCOL_NAMES = {"all": ("ipv4", "ipv6"), "ipv4": ("ipv4",), "ipv6": ("ipv6",)
 def get_hostname():
     """gethostname(), refused like Postfix when it is not a valid host name."""
     name = socket.gethostname()
-    if not _valid_hostname(name):
+    if not valid_hostname(name):
         msg.fatal("unable to use my own hostname")
     return name
-
-
-def _valid_hostname(name):
-    if not name or len(name) > 255:
-        return False
-    for label in name.split("."):
-        if not label or len(label) > 63 or label[0] == "-" or label[-1] == "-":
-            return False
-        if not all(ch.isascii() and (ch.isalnum() or ch in "-_") for ch in label):
-            return False
-    return True
 
 
 def default_myhostname(mydomain_setting):

@@ -10,9 +10,12 @@ lookup(name, mode) returns the value of a name or None when it is undefined; mod
 MODE_TEST for `${name?...}`/`${name:...}` and MODE_USE otherwise.
 """
 
+import re
+
 from pyfix.common import msg
 from pyfix.common.compat_level import compat_level_from_string
 from pyfix.common.strings import SPACE, byte_prefix
+from pyfix.common.valid_hostname import all_digits
 
 LITERAL, EXPR = 1, 2
 PARSE_OK, PARSE_ERROR, PARSE_UNDEF = 0, 1, 2
@@ -23,18 +26,15 @@ _TRUE, _FALSE = "true", ""
 _OPERATORS = ("==", "!=", "<", "<=", ">=", ">")
 _OPERATOR_CHARS = "<>!=?+-*/~&|%"
 # Postfix's own text, doubled quotes and all (MAC_EXP_OP_STR_ANY in mac_expand.c).
-_OPERATOR_LIST = '"==" or "!=""" or "<""" or "<=""" or ">=""" or ">"'
+_OPERATOR_LIST = '"==" or "!="" or "<"" or "<="" or ">="" or ">"'
 _LONG_MAX = 2 ** 63 - 1
 _MAX_NESTING = 100
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_]+")
 
 
 def _compare(delta, op):
     return {"==": delta == 0, "!=": delta != 0, "<": delta < 0, "<=": delta <= 0,
             ">=": delta >= 0, ">": delta > 0}[op]
-
-
-def _alldig(text):
-    return text != "" and all("0" <= ch <= "9" for ch in text)
 
 
 def _to_long(text):
@@ -44,7 +44,7 @@ def _to_long(text):
 
 
 def _plain_relop(left, op, right):
-    if _alldig(left) and _alldig(right):
+    if all_digits(left) and all_digits(right):
         delta = _to_long(left) - _to_long(right)
     else:
         a = left.encode("utf-8", "surrogateescape")
@@ -75,11 +75,13 @@ def mac_parse(value, action):
     pos = 0
     n = len(value)
     while pos < n:
-        ch = value[pos]
-        if ch != "$":
-            buf.append(ch)
-            pos += 1
-            continue
+        dollar = value.find("$", pos)
+        if dollar < 0:
+            buf.append(value[pos:])
+            break
+        if dollar > pos:
+            buf.append(value[pos:dollar])
+            pos = dollar
         if pos + 1 < n and value[pos + 1] == "$":
             buf.append("$")
             pos += 2
@@ -227,6 +229,8 @@ class _Expansion:
 
     def named(self, text):
         """Parse `name`, `name?...` or `name:...`; return (operator, lookup result, pos)."""
+        if _PLAIN_NAME.fullmatch(text):
+            return "", self.lookup(text, MODE_USE), len(text)
         start = cp = _skip_space(text, 0)
         while True:
             after = _skip_space(text, cp)

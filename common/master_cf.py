@@ -8,7 +8,7 @@ master_ent.c errors) builds on these entries.
 """
 
 from pyfix.common import msg
-from pyfix.common.readlline import logical_lines, read_text
+from pyfix.common.readlline import ReadError, logical_lines, read_text
 from pyfix.common.strings import CHARS_BRACE, extract_parens, split_nameval, tokens_quoted
 
 BLANKS = " \t\r\n"
@@ -175,6 +175,9 @@ def read_master_cf(path, fail_on_open_error=True):
     and that is allowed."""
     try:
         text = read_text(path)
+    except ReadError:
+        # Postfix's reader takes a read error for the end of the file.
+        text = ""
     except OSError as exc:
         if fail_on_open_error:
             msg.fatal("open %s: %s" % (path, msg.strerror(exc)))

@@ -19,6 +19,10 @@ SEVERITY_PREFIX = {INFO: "", WARN: "warning: ", ERROR: "error: ", FATAL: "fatal:
                    PANIC: "panic: "}
 
 verbose = 0
+# Whether UTF-8 text in diagnostics is kept (util_utf8_enable): on where smtputf8_enable is,
+# off in postconf, which does not read the parameter. Other non-printable characters
+# always become '?', as Postfix's msg_printf() makes them.
+utf8_enable = True
 _outputs = []
 _error_count = 0
 _error_bound = 13
@@ -32,12 +36,6 @@ class StderrOutput:
         self.stream = stream or sys.stderr
 
     def __call__(self, level, text):
-        # stdout first, as vstream_fflush(VSTREAM_OUT) would have happened in Postfix
-        # before a diagnostic that follows earlier output.
-        try:
-            sys.stdout.flush()
-        except (OSError, ValueError):
-            pass
         self.stream.write("%s: %s%s\n" % (self.progname, SEVERITY_PREFIX[level], text))
         self.stream.flush()
 
@@ -51,7 +49,21 @@ def add_output(output):
     _outputs.append(output)
 
 
+def printable(text, replacement="?"):
+    """Postfix's printable(): control characters and non-ASCII bytes replaced."""
+    out = []
+    for ch in text:
+        if " " <= ch <= "~":
+            out.append(ch)
+        elif utf8_enable and ch > "\x7f" and not "\udc80" <= ch <= "\udcff":
+            out.append(ch)
+        else:
+            out.append(replacement * len(ch.encode("utf-8", "surrogateescape")))
+    return "".join(out)
+
+
 def _emit(level, text):
+    text = printable(text)
     if not _outputs:
         init_stderr(os.path.basename(sys.argv[0]) or "pyfix")
     for output in _outputs:

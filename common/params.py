@@ -123,6 +123,19 @@ def lookup(name):
     return BUILTIN_TABLE.get(name)
 
 
+def service_parameter_default(name):
+    """The default of a per-service parameter such as `relay_destination_rate_delay`.
+
+    Daemons ask only for the transports master.cf defines, so any name with a delivery
+    agent's suffix gets the matching global default (`$default_destination_rate_delay`).
+    """
+    for suffixes in (_TIME_LIMIT, _TRANSPORT_SUFFIXES):
+        for suffix, default in suffixes:
+            if name.endswith(suffix) and len(name) > len(suffix):
+                return "$" + default
+    return None
+
+
 def service_parameters(service, command):
     """(name, default) of the per-service parameters that a master.cf entry creates.
 

@@ -7,14 +7,36 @@ or blank lines inside a continued entry do not end it. A logical line that itsel
 with whitespace is dropped with Postfix's warning.
 """
 
+import os
+
 from pyfix.common import msg
 from pyfix.common.strings import SPACE, byte_length, byte_prefix
 
 
+class ReadError(OSError):
+    """The file opened but could not be read (a directory, an I/O error): Postfix words
+    this `read <path>: ...` where a failed open is `open <path>: ...`."""
+
+
 def read_text(path):
-    """A configuration file as text; bytes that are not UTF-8 survive a round trip."""
-    with open(path, "rb") as f:
-        return f.read().decode("utf-8", "surrogateescape")
+    """A configuration file as text; bytes that are not UTF-8 survive a round trip.
+
+    Raises OSError when the file cannot be opened, ReadError when it cannot be read.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError as exc:
+                raise ReadError(exc.errno, exc.strerror, path) from None
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8", "surrogateescape")
 
 
 def physical_lines(text):

@@ -10,6 +10,7 @@ import sys
 
 from pyfix.common import msg
 
+from pyfix.commands.postconf import dispatch, output
 from pyfix.commands.postconf import session as S
 from pyfix.common.getopt import GetoptError, posix_getopt
 
@@ -164,6 +165,7 @@ def parse_args(argv):
 def run(argv):
     progname = argv[0]
     msg.init_stderr(progname)
+    msg.utf8_enable = False
     opts = parse_args(argv)
     mode = opts.mode
     if not mode & MAJOR_MODES:
@@ -177,9 +179,8 @@ def run(argv):
         msg.fatal("-e requires name=value argument")
 
     session = S.Session(mode, os.path.basename(progname))
-    from pyfix.commands.postconf import dispatch
     dispatch.run(session, opts)
-    sys.stdout.flush()
+    output.flush()
     return 0
 
 

@@ -6,7 +6,6 @@ the feature, and is empty until that part exists.
 """
 
 import ssl
-import sys
 
 from pyfix.common import msg
 
@@ -52,7 +51,6 @@ def show_tls(what):
         _print_lines(("dsa", "ecdsa", "rsa"))
     else:
         msg.warn("unknown 'postconf -T' mode: %s" % what)
-        sys.stdout.flush()
         raise SystemExit(1)
 
 

@@ -5,6 +5,7 @@ Every `name = value` line postconf prints collapses runs of whitespace to one sp
 spaces. Output is written as bytes so that non-UTF-8 configuration text comes back intact.
 """
 
+import os
 import sys
 
 LINE_LIMIT = 80
@@ -45,8 +46,33 @@ def format_line(mode, text):
     return "".join(out)
 
 
+# Postfix's VSTREAM_OUT: a 4096-byte buffer written out only when full or when flushed.
+# A fatal error exits without flushing, so the lines still in the buffer are lost; pyfix
+# keeps that, because scripts see the same (partial) output either way.
+BUFFER_SIZE = 4096
+_pending = bytearray()
+
+
+def _write_out(data):
+    view = memoryview(data)
+    while view:
+        written = os.write(sys.stdout.fileno(), view)
+        view = view[written:]
+
+
 def write(text):
-    sys.stdout.buffer.write(text.encode("utf-8", "surrogateescape"))
+    _pending.extend(text.encode("utf-8", "surrogateescape"))
+    while len(_pending) >= BUFFER_SIZE:
+        _write_out(bytes(_pending[:BUFFER_SIZE]))
+        del _pending[:BUFFER_SIZE]
+
+
+def flush():
+    """vstream_fflush(VSTREAM_OUT): write what is buffered."""
+    if _pending:
+        data = bytes(_pending)
+        _pending.clear()
+        _write_out(data)
 
 
 def print_line(mode, text):

@@ -17,6 +17,7 @@ from pyfix.common.readlline import read_text
 from pyfix.common.strings import (CHARS_BRACE, CHARS_COMMA_SP, extract_parens, split_nameval,
                                   tokens, tokens_quoted)
 
+from pyfix.commands.postconf import output
 from pyfix.commands.postconf.session import SHOW_EVAL, Node
 
 # Database client parameters (the suffixes of legacy `type:prefix` parameters and the
@@ -220,6 +221,7 @@ def flag_unused_parameters(session):
     """Warn about main.cf and master.cf settings that nothing uses."""
     for name, value in session.main.items():
         if name not in session.table:
+            output.flush()
             msg.warn("%s/%s: unused parameter: %s=%s"
                      % (session.config_dir, MAIN_CF, name, value))
     flag_unused_master_parameters(session)
@@ -231,5 +233,6 @@ def flag_unused_master_parameters(session):
             continue
         for name, value in scope.all_params.items():
             if name not in session.table and name not in scope.valid_names:
+                output.flush()
                 msg.warn("%s/%s: unused parameter: %s=%s"
                          % (session.config_dir, MASTER_CF, name, value))
