@@ -38,13 +38,6 @@ class Param:
     max: int = 0
     flags: int = BUILTIN
 
-    def time_unit(self, expand):
-        """The default unit of a time parameter: the first letter of its expanded default."""
-        for ch in expand(self.default):
-            if ch.isalpha():
-                return ch
-        return "s"
-
 
 # Computed at run time; pyfix.common.hostinfo holds the computations.
 FUNCTION_PARAMETERS = ("myhostname", "mydomain", "mynetworks")

@@ -9,6 +9,7 @@ import os
 import sys
 
 from pyfix.common import msg
+from pyfix.common.params import BUILTIN, CLASS_MASK, SERVICE, USER
 
 from pyfix.commands.postconf import dispatch, output
 from pyfix.commands.postconf import session as S
@@ -79,8 +80,7 @@ OPTION_NAMES = (
     ("-T", S.SHOW_TLS), ("-x", S.SHOW_EVAL), ("-X", S.EDIT_EXCL), ("-#", S.COMMENT_OUT),
 )
 
-PARAM_CLASSES = {"builtin": S.BUILTIN, "service": S.SERVICE, "user": S.USER,
-                 "all": S.BUILTIN | S.SERVICE | S.USER}
+PARAM_CLASSES = {"builtin": BUILTIN, "service": SERVICE, "user": USER, "all": CLASS_MASK}
 
 
 def option_names(mask):
@@ -120,7 +120,7 @@ def parse_param_class(text):
 class Options:
     def __init__(self):
         self.mode = 0
-        self.param_class = S.BUILTIN | S.SERVICE | S.USER
+        self.param_class = CLASS_MASK
         self.overrides = []
         self.tls_mode = None
         self.template_request = None

@@ -13,7 +13,7 @@ from pyfix.common import hostinfo, msg, params
 from pyfix.common.config import MAIN_CF, MASTER_CF, MainCf, config_directory
 from pyfix.common.macro import FLAG_RECURSE, PARSE_ERROR, mac_expand
 from pyfix.common.master_cf import read_master_cf
-from pyfix.common.params import BUILTIN, LEGACY, RAW, READONLY, SERVICE, USER
+from pyfix.common.params import BUILTIN, LEGACY, READONLY, SERVICE
 from pyfix.common.strings import split_nameval
 
 # Command modes (postconf.h).
@@ -220,10 +220,3 @@ class Session:
             msg.fatal("macro processing error")
         return text
 
-
-def is_raw(node):
-    return bool(node.flags & RAW)
-
-
-__all__ = ["Session", "Node", "ServiceScope", "BUILTIN", "SERVICE", "USER", "LEGACY",
-           "READONLY", "RAW"]
