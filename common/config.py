@@ -193,35 +193,37 @@ class Config:
         number = _strtol(value)
         if number is None or not -limit - 1 <= number <= limit:
             msg.fatal("bad numerical configuration: %s = %s" % (name, value))
-        param = params.lookup(name)
-        if param is not None:
-            if param.min and number < param.min:
-                msg.fatal("invalid %s parameter value %d < %d" % (name, number, param.min))
-            if param.max and number > param.max:
-                msg.fatal("invalid %s parameter value %d > %d" % (name, number, param.max))
+        _check_range(name, number, "invalid %s parameter value %d < %d",
+                     "invalid %s parameter value %d > %d")
         return number
 
     def get_time(self, name, default=None, unit=None):
         """Seconds; a bare number takes the unit of the parameter's default (100s -> s)."""
         value = self.get(name, default)
-        param = params.lookup(name)
         if unit is None:
             unit_source = self.default(name, default) or "s"
             unit = next((ch for ch in self.expand(unit_source) if ch.isalpha()), "s")
         seconds = conv_time(value, unit)
         if seconds is None:
             msg.fatal("parameter %s: bad time value or unit: %s" % (name, value))
-        if param is not None:
-            if param.min and seconds < param.min:
-                msg.fatal("invalid %s: %d (min %d)" % (name, seconds, param.min))
-            if param.max and seconds > param.max:
-                msg.fatal("invalid %s: %d (max %d)" % (name, seconds, param.max))
+        _check_range(name, seconds, "invalid %s: %d (min %d)", "invalid %s: %d (max %d)")
         return seconds
 
     def get_list(self, name, default=None, separators=CHARS_COMMA_SP):
         """A list parameter split on commas and whitespace."""
         value = self.get(name, default)
         return tokens(value or "", separators)
+
+
+def _check_range(name, number, below, above):
+    """Postfix's limits of a built-in parameter (0 = no limit), with its wording."""
+    param = params.lookup(name)
+    if param is None:
+        return
+    if param.min and number < param.min:
+        msg.fatal(below % (name, number, param.min))
+    if param.max and number > param.max:
+        msg.fatal(above % (name, number, param.max))
 
 
 _TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
