@@ -13,11 +13,21 @@ class GetoptError(Exception):
 
 def posix_getopt(args, optstring):
     """Return ([(letter, value or None)], remaining arguments)."""
+    parsed = []
+    for letter, value in iter_getopt(args, optstring):
+        if letter is None:
+            return parsed, value
+        parsed.append((letter, value))
+
+
+def iter_getopt(args, optstring):
+    """Yield (letter, value or None) one option at a time, as getopt() returns them, so
+    that a command can act on each option before a later one is found bad (GetoptError is
+    raised where the bad option stands); the last item is (None, remaining arguments)."""
     takes_value = {}
     for i, ch in enumerate(optstring):
         if ch != ":":
             takes_value[ch] = optstring[i + 1:i + 2] == ":"
-    parsed = []
     index = 0
     while index < len(args):
         arg = args[index]
@@ -32,16 +42,16 @@ def posix_getopt(args, optstring):
             if letter not in takes_value:
                 raise GetoptError("invalid option -- '%s'" % letter)
             if not takes_value[letter]:
-                parsed.append((letter, None))
+                yield letter, None
                 pos += 1
                 continue
             if pos + 1 < len(arg):
-                parsed.append((letter, arg[pos + 1:]))
+                yield letter, arg[pos + 1:]
             elif index + 1 < len(args):
                 index += 1
-                parsed.append((letter, args[index]))
+                yield letter, args[index]
             else:
                 raise GetoptError("option requires an argument -- '%s'" % letter)
             break
         index += 1
-    return parsed, args[index:]
+    yield None, args[index:]

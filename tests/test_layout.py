@@ -124,6 +124,6 @@ def test_module_size(rel):
 
 def test_console_scripts_installed():
     """Each command that has landed has its console script beside the interpreter."""
-    for command in ("postconf",):
+    for command in ("postconf", "postfix"):
         path = os.path.join(os.path.dirname(sys.executable), command)
         assert os.access(path, os.X_OK), path

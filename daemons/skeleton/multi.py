@@ -1,0 +1,69 @@
+"""The multi-client server skeleton (Postfix's multi_server.c): many connections, one request
+at a time.
+
+trivial-rewrite, proxymap, anvil, scache, verify and tlsmgr keep many client connections
+open and answer requests on them; the process is busy only while it handles a request.
+A use is one client connection, counted when it closes; the process leaves after max_use
+uses once no client is left.
+"""
+
+import socket
+
+from pyfix.common import master_proto, msg
+
+from pyfix.daemons.skeleton.server import Server
+
+
+class MultiServer(Server):
+    def __init__(self, argv, service, pre_disconnect=None, **hooks):
+        super().__init__(argv, **hooks)
+        self.service = service
+        self.pre_disconnect = pre_disconnect
+        self.clients = {}
+
+    def serve(self):
+        if self.transport not in ("inet", "unix", "pass"):
+            msg.fatal("unsupported transport type: %s" % self.transport)
+        self.watch_listeners(self._new_client)
+        self.events.enable_read(master_proto.STATUS_FD, lambda fd, ev: self.master_gone())
+        self.run(lambda: self.uses_left() or self.clients)
+
+    def _new_client(self, conn, time_left):
+        # The idle timer stays off while any client is connected (see disconnect()).
+        self.clients[conn.fileno()] = conn
+        self.events.enable_read(conn.fileno(), lambda fd, ev: self._execute(fd))
+
+    def _execute(self, fd):
+        conn = self.clients.get(fd)
+        if conn is None:
+            return
+        try:
+            pending = conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        except OSError:
+            pending = b""
+        if not pending:
+            self.disconnect(conn)
+            return
+        self.notify_taken()
+        self.service(conn, self)
+        self.notify_avail()
+
+    def disconnect(self, conn):
+        """Forget a client (the service calls this at EOF or on a protocol error)."""
+        fd = conn.fileno()
+        if self.clients.pop(fd, None) is None:
+            return
+        if self.pre_disconnect:
+            self.pre_disconnect(conn, self)
+        self.events.disable(fd)
+        conn.close()
+        self.count_use()
+        if not self.clients:
+            self.arm_idle_timer()
+
+
+def multi_server_main(argv, service, **hooks):
+    """Run service(conn, server) for each request on any client connection."""
+    MultiServer(argv, service, **hooks).serve()
