@@ -113,9 +113,9 @@ class Master:
     def configure(self, saved_interfaces=None):
         """master_config(): start new services, update changed ones (reload keeps their
         listeners), and report which existing ones are gone."""
-        specs = load_services(self.config, self.opts.detach, bool(msg.verbose),
-                              saved_interfaces)
         self.settings = MasterSettings.from_config(self.config, saved_interfaces)
+        specs = load_services(self.config, self.opts.detach, bool(msg.verbose),
+                              saved_interfaces, self.settings)
         spawning.preload(specs)
         for service in self.services.values():
             service.marked = True
@@ -191,7 +191,7 @@ class Master:
             self.events.cancel_timer(("throttle", id(service)))
             service.update_listening()
 
-    def reap_children(self, block_for=None):
+    def reap_children(self):
         """master_reap_child(): collect exited children, log abnormal ends, throttle."""
         while True:
             try:

@@ -343,13 +343,15 @@ def program_path(daemon_directory, command):
     return "%s/%s" % (daemon_directory, command)
 
 
-def load_services(config, detached=True, verbose=False, saved_interfaces=None):
+def load_services(config, detached=True, verbose=False, saved_interfaces=None,
+                  settings=None):
     """master_config(): the services of master.cf, one per (internal name, type).
 
     A second entry for the same endpoint replaces the first (which keeps its place in the
     order) with Postfix's warning naming the first entry.
     """
-    settings = MasterSettings.from_config(config, saved_interfaces)
+    if settings is None:
+        settings = MasterSettings.from_config(config, saved_interfaces)
     table = {}
     for service in MasterEntReader(settings, detached, verbose).services():
         previous = table.get(service.key)
