@@ -17,7 +17,6 @@ Prints one line per figure with both values and pyfix/Postfix as a ratio. Needs 
 import argparse
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -26,7 +25,10 @@ import time
 
 import psutil
 
-POSTFIX_MASTER = "/usr/lib/postfix/sbin/master"
+from pyfix.common.master_lock import master_running
+
+POSTFIX_COMMAND = "/usr/sbin/postfix"
+PYFIX_COMMAND = os.path.join(os.path.dirname(sys.executable), "postfix")
 
 MAIN_CF = """\
 compatibility_level = 3.7
@@ -46,9 +48,9 @@ def free_port():
 class Installation:
     """One implementation's master on a private directory."""
 
-    def __init__(self, label, master_argv, spawn_command):
+    def __init__(self, label, postfix_command, spawn_command):
         self.label = label
-        self.master_argv = master_argv
+        self.postfix_command = postfix_command
         self.spawn_command = spawn_command
         self.root = tempfile.mkdtemp(prefix="bench-%s-" % label, dir="/tmp")
         os.chmod(self.root, 0o755)
@@ -61,7 +63,6 @@ class Installation:
             shutil.chown(path, owner)
         with open(os.path.join(self.etc, "main.cf"), "w") as f:
             f.write(MAIN_CF.format(root=self.root))
-        self.proc = None
         self.port = None
 
     def configure(self, max_use):
@@ -74,35 +75,40 @@ class Installation:
         for name in ("main.cf", "master.cf"):
             os.utime(os.path.join(self.etc, name), (946684800, 946684800))
 
+    def postfix(self, command):
+        subprocess.run([self.postfix_command, "-c", self.etc, command], check=True,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+
     def start(self):
         began = time.perf_counter()
-        self.proc = subprocess.Popen(self.master_argv + ["-c", self.etc, "-d"],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        self.postfix("start")
         while True:
             try:
                 session(self.port)
                 return time.perf_counter() - began
             except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError("%s master exited" % self.label)
                 time.sleep(0.002)
 
+    @property
+    def master_pid(self):
+        with open(os.path.join(self.root, "spool", "pid", "master.pid")) as f:
+            return int(f.read())
+
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(10)
+        if master_running(os.path.join(self.root, "spool")):
+            self.postfix("stop")
 
     def cleanup(self):
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def child_pss(self):
-        children = psutil.Process(self.proc.pid).children()
+        children = psutil.Process(self.master_pid).children()
         return min(child.memory_full_info().pss for child in children) if children else 0
 
     def master_rss(self):
-        return psutil.Process(self.proc.pid).memory_info().rss
+        return psutil.Process(self.master_pid).memory_info().rss
 
 
 def session(port):
@@ -143,11 +149,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=200)
     args = parser.parse_args()
-    if os.geteuid() != 0 or not os.path.exists(POSTFIX_MASTER):
+    if os.geteuid() != 0 or not os.path.exists(POSTFIX_COMMAND):
         sys.exit("bench_master: needs root and Debian's postfix package")
     installs = [
-        Installation("pyfix", [sys.executable, "-m", "pyfix.master.master"], "spawn"),
-        Installation("postfix", [POSTFIX_MASTER], "spawn"),
+        Installation("pyfix", PYFIX_COMMAND, "spawn"),
+        Installation("postfix", POSTFIX_COMMAND, "spawn"),
     ]
     results = {}
     try:

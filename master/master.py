@@ -405,6 +405,7 @@ def lock_files(master):
 def main(argv=None):
     argv = list(sys.argv if argv is None else argv)
     argv[0] = "master"
+    spawning.set_process_title(argv)
     os.umask(0o077)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     msg.init_stderr("postfix/master")
