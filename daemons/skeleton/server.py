@@ -23,6 +23,7 @@ from pyfix.common.events import EventLoop
 from pyfix.common.getopt import GetoptError, posix_getopt
 from pyfix.common.strings import split_nameval
 from pyfix.common.valid_hostname import all_digits
+from pyfix.maps.dict import changed_name
 
 OPTSTRING = "cdDi:lm:n:o:r:s:St:uvVz"
 IDLE_TIMER = "idle"
@@ -232,6 +233,7 @@ class Server:
         """accept() (or, for a pass service, receive the client's descriptor), release the
         accept lock, and hand the client on; a failed accept keeps the idle timer going."""
         time_left = self.cancel_idle_timer()
+        self.exit_if_tables_changed()
         if self.pre_accept:
             self.pre_accept(self)
         try:
@@ -252,6 +254,15 @@ class Server:
             return
         conn.setblocking(True)
         on_client(conn, time_left)
+
+    def exit_if_tables_changed(self):
+        """A table file changed since it was opened: leave before the next client, so that
+        a new process serves it with the new table (Postfix's daemons do this in their
+        pre-accept routine)."""
+        changed = changed_name()
+        if changed is not None:
+            msg.info("table %s has changed -- restarting" % changed)
+            raise ServerExit(0)
 
     def notify_taken(self):
         master_proto.notify(self.generation, master_proto.STAT_TAKEN)
