@@ -40,11 +40,17 @@ class StderrOutput:
 
     def __init__(self, progname, stream=None):
         self.progname = progname
-        self.stream = stream or sys.stderr
+        self._stream = stream
+
+    @property
+    def stream(self):
+        # sys.stderr as it is now, not as it was when logging was set up.
+        return self._stream or sys.stderr
 
     def __call__(self, level, text):
-        self.stream.write("%s: %s%s\n" % (self.progname, SEVERITY_PREFIX[level], text))
-        self.stream.flush()
+        stream = self.stream
+        stream.write("%s: %s%s\n" % (self.progname, SEVERITY_PREFIX[level], text))
+        stream.flush()
 
 
 def init_stderr(progname):

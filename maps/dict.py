@@ -5,14 +5,18 @@ A table is a Dict: lookup(key) gives the value or None, and sets `error` (ERR_NO
 ERR_RETRY for a temporary failure such as a database that is down, ERR_CONFIG for a
 broken table); update/delete/items for the tables that support them. Keys and values are
 text (bytes that are not UTF-8 survive as surrogates). Flags are Postfix's DICT_FLAG_*:
-FOLD_FIX asks a table to lowercase keys, TRY0NULL/TRY1NULL say whether keys and values
-are stored with a trailing NUL (postmap writes them with one), and so on.
+FOLD_FIX asks a table to lowercase keys (ASCII letters only, as Postfix's lowercase()),
+TRY0NULL/TRY1NULL say whether keys and values are stored with a trailing NUL (postmap
+writes them with one), and so on. With UTF-8 enabled (msg.utf8_enable, from
+smtputf8_enable) a table opened with FLAG_UTF8_REQUEST sits behind maps/dict_utf8.py,
+which checks keys and values and case-folds the Unicode way, as Postfix's dict_utf8.c.
 
 dict_open("hash:/etc/postfix/virtual") opens a table by name; a table type that does not
-exist, or a table that cannot be opened, gives a surrogate that logs the reason once and
-fails every lookup with ERR_CONFIG, so that a daemon defers mail instead of crashing, as
-Postfix does. open_table() opens each table once per process and reuses it;
-changed_name() names a file-based table whose file changed since it was opened.
+exist, or a table that cannot be opened, is a fatal error in a command and, in a daemon
+(the skeletons set allow_surrogate), a surrogate that fails every lookup with ERR_RETRY,
+so that the daemon defers mail instead of crashing, as Postfix does.
+open_table() opens each table once per process and reuses it; changed_name() names a
+file-based table whose file changed since it was opened.
 """
 
 import importlib
@@ -45,6 +49,8 @@ FLAG_UTF8_REQUEST = 1 << 19
 FLAG_UTF8_ACTIVE = 1 << 20
 FLAG_SRC_RHS_IS_FILE = 1 << 21
 
+FLAG_UTF8_MASK = FLAG_UTF8_REQUEST
+
 ERR_NONE = 0
 ERR_RETRY = -1
 ERR_CONFIG = -2
@@ -52,6 +58,18 @@ ERR_CONFIG = -2
 STAT_FAIL = 1
 STAT_SUCCESS = 0
 STAT_ERROR = -1
+
+# Postfix's dict_allow_surrogate: when a table cannot be opened, a daemon carries on with a
+# surrogate table (below), while a command such as postmap or postalias stops with the
+# reason as its fatal error. The daemon skeleton sets this.
+allow_surrogate = False
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def lowercase(text):
+    """Postfix's lowercase(): ASCII letters only (UTF-8 case folding is dict_utf8's)."""
+    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
 
 
 class Dict:
@@ -75,8 +93,8 @@ class Dict:
     # -- what callers use ----------------------------------------------------------------
 
     def fold(self, key):
-        """The key as the table compares it: lowercased for FOLD_FIX tables."""
-        return key.lower() if self.flags & FLAG_FOLD_FIX else key
+        """The key as the table compares it: ASCII-lowercased for FOLD_FIX tables."""
+        return lowercase(key) if self.flags & FLAG_FOLD_FIX else key
 
     def lookup(self, key):
         self.error = ERR_NONE
@@ -120,20 +138,22 @@ class Dict:
 
 
 class SurrogateDict(Dict):
-    """A table that could not be opened: each use fails with ERR_CONFIG and says why
-    (the reason is logged as a warning the first time)."""
+    """A table that could not be opened (dict_surrogate.c). The reason is reported when it
+    is created: an error in a daemon, which carries on; a fatal error in a command. Each
+    later use warns `<type>:<name> is unavailable. <reason>` and fails with ERR_RETRY, so
+    that mail waits for the table to be fixed instead of bouncing."""
 
     def __init__(self, dict_type, name, open_flags, dict_flags, reason):
-        super().__init__(name, open_flags, dict_flags)
+        if not allow_surrogate:
+            msg.fatal(reason)
+        msg.error(reason)
+        super().__init__(name, open_flags, dict_flags | FLAG_PATTERN)
         self.type = dict_type
         self.reason = reason
-        self._warned = False
 
     def _fail(self):
-        if not self._warned:
-            msg.warn(self.reason)
-            self._warned = True
-        self.error = ERR_CONFIG
+        msg.warn("%s:%s is unavailable. %s" % (self.type, self.name, self.reason))
+        self.error = ERR_RETRY
 
     def lookup(self, key):
         self._fail()
@@ -182,7 +202,17 @@ def dict_open3(dict_type, name, open_flags=os.O_RDONLY, dict_flags=0):
                              "cannot open %s:%s: %s" % (dict_type, name, msg.strerror(exc)))
     if msg.verbose:
         msg.info("dict_open: %s:%s" % (dict_type, name))
-    return table
+    return utf8_activate_if_needed(table, dict_flags)
+
+
+def utf8_activate_if_needed(table, dict_flags):
+    """Put Postfix's UTF-8 proxy (key checks and casefolding) in front of a table that
+    asks for it, when UTF-8 is enabled (smtputf8_enable, kept in msg.utf8_enable)."""
+    if (table.flags & FLAG_UTF8_ACTIVE or not msg.utf8_enable
+            or not dict_flags & FLAG_UTF8_MASK or isinstance(table, SurrogateDict)):
+        return table
+    from pyfix.maps.dict_utf8 import Utf8Dict
+    return Utf8Dict(table)
 
 
 # -- one instance per process -------------------------------------------------------------

@@ -15,10 +15,11 @@ from pyfix.daemons.skeleton.server import Server
 
 
 class MultiServer(Server):
-    def __init__(self, argv, service, pre_disconnect=None, **hooks):
+    def __init__(self, argv, service, pre_disconnect=None, post_accept=None, **hooks):
         super().__init__(argv, **hooks)
         self.service = service
         self.pre_disconnect = pre_disconnect
+        self.post_accept = post_accept
         self.clients = {}
 
     def serve(self):
@@ -32,6 +33,9 @@ class MultiServer(Server):
         # The idle timer stays off while any client is connected (see disconnect()).
         self.clients[conn.fileno()] = conn
         self.events.enable_read(conn.fileno(), lambda fd, ev: self._execute(fd))
+        if self.post_accept:
+            # A protocol announcement, as Postfix's multi-server daemons send one.
+            self.post_accept(conn, self)
 
     def _execute(self, fd):
         conn = self.clients.get(fd)
@@ -65,5 +69,6 @@ class MultiServer(Server):
 
 
 def multi_server_main(argv, service, **hooks):
-    """Run service(conn, server) for each request on any client connection."""
+    """Run service(conn, server) for each request on any client connection;
+    post_accept(conn, server), if given, runs once for each new client."""
     MultiServer(argv, service, **hooks).serve()

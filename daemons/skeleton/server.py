@@ -23,6 +23,7 @@ from pyfix.common.events import EventLoop
 from pyfix.common.getopt import GetoptError, posix_getopt
 from pyfix.common.strings import split_nameval
 from pyfix.common.valid_hostname import all_digits
+from pyfix.maps import dict as dict_module, mkmap
 from pyfix.maps.dict import changed_name
 
 OPTSTRING = "cdDi:lm:n:o:r:s:St:uvVz"
@@ -69,10 +70,12 @@ class Server:
         self.lock_fd = None
         self.events = EventLoop()
         self._ignore_signals()
+        dict_module.allow_surrogate = True
         self.config = self._read_config()
         self._parse_options(argv, optstring)
         self.config.set("service_name", self.name)
         self.init_logging()
+        mkmap.configure(self.config)
         if self.daemon_mode and not self.stream_mode and os.isatty(0):
             msg.init_stderr(self.progname)
             msg.fatal("do not run this command by hand")

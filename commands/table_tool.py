@@ -1,0 +1,225 @@
+"""What postmap(1) and postalias(1) share: start-up, table names, reading keys,
+printing results, and the privilege and umask steps of a rebuild (the parts that
+Postfix's postmap.c and postalias.c have in common).
+"""
+
+import os
+import stat
+import sys
+
+from pyfix.common import maillog, msg
+from pyfix.common.config import Config
+from pyfix.common.getopt import GetoptError, iter_getopt
+from pyfix.common.strings import CHARS_COMMA_SP, split_nameval, tokens
+from pyfix.maps import dict as dict_mod
+from pyfix.maps import mkmap
+
+VERBOSE_ENV = "MAIL_VERBOSE"
+CONFIG_ENV = "MAIL_CONFIG"
+
+
+def open_standard_fds():
+    """Descriptors 0, 1 and 2 open before anything else is opened."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            if os.open("/dev/null", os.O_RDWR) != fd:
+                msg.fatal("open /dev/null: %s" % os.strerror(0))
+
+
+def start(argv):
+    """umask, descriptors, MAIL_VERBOSE and logging; returns the program name."""
+    os.umask(0o022)
+    open_standard_fds()
+    if os.environ.get(VERBOSE_ENV):
+        msg.verbose = 1
+    progname = argv[0] if argv else "postmap"
+    slash = progname.rfind("/")
+    if slash >= 0 and progname[slash + 1:]:
+        progname = progname[slash + 1:]
+    msg.init_stderr(progname)
+    maillog.init(maillog.mail_task(progname), None)
+    return progname
+
+
+def options(progname, argv, optstring, usage):
+    """(letter, value) pairs as getopt() hands them out, GNU's complaint and the usage
+    line for a bad one; the remaining arguments are the last item (None, args)."""
+    try:
+        for item in iter_getopt(argv[1:], optstring):
+            yield item
+    except GetoptError as exc:
+        sys.stderr.write("%s: %s\n" % (progname, exc))
+        sys.stderr.flush()
+        msg.fatal(usage)
+
+
+def read_config(progname):
+    """main.cf, import_environment's name=value settings, logging and the table
+    parameters (mail_conf_read(), update_env(), mail_dict_init())."""
+    config = Config.load()
+    for word in tokens(config.get("import_environment") or "", CHARS_COMMA_SP):
+        if "=" in word:
+            name, value, err = split_nameval(word)
+            if not err:
+                os.environ[name] = value
+    maillog.init(maillog.mail_task(progname, config), config)
+    msg.utf8_enable = config.get_bool("smtputf8_enable")
+    mkmap.configure(config)
+    dict_mod.allow_surrogate = False
+    return config
+
+
+def split_map(spec, default_type):
+    """`type:name` -> (type, name); a bare name has the default database type."""
+    dict_type, colon, name = spec.partition(":")
+    if not colon:
+        return default_type, spec
+    return dict_type, name
+
+
+def c_string(text):
+    """Text as a C function receives it: up to the first NUL."""
+    nul = text.find("\0")
+    return text if nul < 0 else text[:nul]
+
+
+def stdin_lines():
+    """Lines of standard input without their newline (vstring_get_nonl())."""
+    for raw in sys.stdin.buffer:
+        if raw.endswith(b"\n"):
+            raw = raw[:-1]
+        yield raw.decode("utf-8", "surrogateescape")
+
+
+def read_stdin():
+    return sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
+
+
+class Output:
+    """Standard output as a Postfix VSTREAM: bytes collect in a buffer that is written in
+    4096-byte blocks when it fills, and completely only by flush(). What is still
+    buffered when a fatal error ends the program is lost, as in Postfix."""
+
+    BLOCK = 4096
+
+    def __init__(self):
+        self.buffer = bytearray()
+
+    def write(self, text):
+        self.buffer += text.encode("utf-8", "surrogateescape")
+        if len(self.buffer) > self.BLOCK:
+            self._write_out(len(self.buffer) // self.BLOCK * self.BLOCK)
+
+    def _write_out(self, count):
+        data = bytes(self.buffer[:count])
+        del self.buffer[:count]
+        try:
+            while data:
+                data = data[os.write(1, data):]
+        except BrokenPipeError:
+            pass
+
+    def flush(self):
+        if self.buffer:
+            self._write_out(len(self.buffer))
+
+
+OUT = Output()
+
+
+def warn_empty_result(dict_type, name, key):
+    msg.warn("table %s:%s: key %s: empty string result is not allowed"
+             % (dict_type, name, key))
+    msg.warn("table %s:%s should return NO RESULT in case of NOT FOUND" % (dict_type, name))
+
+
+def errno_text(table):
+    """What %m says after a failed table operation: the table's errno when it keeps
+    one, else Postfix's text for errno 0."""
+    code = getattr(table, "errno", 0) or 0
+    return os.strerror(code) if code else "Application error"
+
+
+def open_source(path):
+    """The source of a rebuild: (SourceFile, label); open failure is fatal."""
+    from pyfix.maps.dict_thash import read_source
+    try:
+        return read_source(path)
+    except OSError as exc:
+        msg.fatal("open %s: %s" % (path, msg.strerror(exc)))
+
+
+def stdin_source():
+    from pyfix.maps.dict_thash import SourceFile
+    text = read_stdin()
+    try:
+        st = os.fstat(0)
+    except OSError as exc:
+        msg.fatal("fstat stdin: %s" % msg.strerror(exc))
+    return SourceFile("stdin", text, st)
+
+
+def preload(map_type, file_values=False):
+    """Import what a rebuild needs while the interpreter's own files are certainly
+    readable: RebuildPrivileges may switch to a user who cannot read them."""
+    import importlib
+    from pyfix.maps.types import opener
+    importlib.import_module("pyfix.maps.dict_thash")           # the source parser
+    opener(map_type)
+    if file_values:
+        importlib.import_module("pyfix.maps.dict_file")
+
+
+class RebuildPrivileges:
+    """Around mkmap_open(): the umask that keeps the source's group/other read bits, and
+    the source owner's identity when running as root (-p and -o turn these off)."""
+
+    def __init__(self, st, save_perm, as_owner):
+        self.st = st
+        self.save_perm = save_perm and stat.S_ISREG(st.st_mode)
+        self.saved_mask = None
+        if as_owner and os.getuid() == 0 and (st.st_uid != os.geteuid()
+                                              or st.st_gid != os.getegid()):
+            set_eugid(st.st_uid, st.st_gid)
+
+    def __enter__(self):
+        if self.save_perm:
+            self.saved_mask = os.umask(0o022 | (~self.st.st_mode & 0o077))
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved_mask is not None:
+            os.umask(self.saved_mask)
+        return False
+
+
+def set_eugid(uid, gid):
+    """set_eugid(): effective ids of the source file's owner."""
+    if os.geteuid() != 0:
+        try:
+            os.seteuid(0)
+        except OSError as exc:
+            msg.fatal("set_eugid: seteuid(0): %s" % msg.strerror(exc))
+    for call, arg, what in ((os.setegid, gid, "setegid"),
+                            (lambda g: os.setgroups([g]), gid, "setgroups")):
+        try:
+            call(arg)
+        except OSError as exc:
+            msg.fatal("set_eugid: %s(%d): %s" % (what, arg, msg.strerror(exc)))
+    if uid != 0:
+        try:
+            os.seteuid(uid)
+        except OSError as exc:
+            msg.fatal("set_eugid: seteuid(%d): %s" % (uid, msg.strerror(exc)))
+    if msg.verbose:
+        msg.info("set_eugid: euid %d egid %d" % (uid, gid))
+
+
+def main_wrapper(run):
+    """Run a command's run(argv); the exit status is its return value."""
+    try:
+        return run(sys.argv)
+    except KeyboardInterrupt:
+        return 1
