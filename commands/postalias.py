@@ -18,9 +18,8 @@ import time
 
 from pyfix.common import msg, tok822
 from pyfix.maps import dict as dict_mod
-from pyfix.maps.dict import (FLAG_BULK_UPDATE, FLAG_DUP_IGNORE, FLAG_DUP_REPLACE,
-                             FLAG_DUP_WARN, FLAG_FOLD_FIX, FLAG_LOCK, FLAG_TRY0NULL,
-                             FLAG_TRY1NULL, FLAG_UTF8_REQUEST)
+from pyfix.maps.dict import (FLAG_BULK_UPDATE, FLAG_DUP_REPLACE, FLAG_FOLD_FIX, FLAG_LOCK,
+                             FLAG_TRY0NULL, FLAG_TRY1NULL)
 from pyfix.maps.mkmap import mkmap_open
 from pyfix.commands import table_tool as tool
 from pyfix.commands.postmap import postmap_delete, postmap_deletes, print_sequence
@@ -29,66 +28,13 @@ from pyfix.commands.table_tool import OUT, c_string, split_map
 OPTSTRING = "Nc:d:finopq:rsuvw"
 USAGE = "usage: %s [-Nfinoprsuvw] [-c config_dir] [-d key] [-q key] [map_type:]file..."
 
-FLAG_AS_OWNER = 1 << 0
-FLAG_SAVE_PERM = 1 << 1
-
-
-class Options:
-    def __init__(self):
-        self.postalias_flags = FLAG_AS_OWNER | FLAG_SAVE_PERM
-        self.open_flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC
-        self.dict_flags = FLAG_DUP_WARN | FLAG_FOLD_FIX | FLAG_UTF8_REQUEST
-        self.query = None
-        self.delkey = None
-        self.sequence = False
-        self.args = []
-
-
-def _flag_option(opts, letter):
-    if letter == "N":
-        opts.dict_flags = (opts.dict_flags | FLAG_TRY1NULL) & ~FLAG_TRY0NULL
-    elif letter == "n":
-        opts.dict_flags = (opts.dict_flags | FLAG_TRY0NULL) & ~FLAG_TRY1NULL
-    elif letter == "r":
-        opts.dict_flags = (opts.dict_flags & ~(FLAG_DUP_WARN | FLAG_DUP_IGNORE)) \
-            | FLAG_DUP_REPLACE
-    elif letter == "w":
-        opts.dict_flags = (opts.dict_flags & ~(FLAG_DUP_WARN | FLAG_DUP_REPLACE)) \
-            | FLAG_DUP_IGNORE
-    elif letter == "f":
-        opts.dict_flags &= ~FLAG_FOLD_FIX
-    elif letter == "i":
-        opts.open_flags &= ~os.O_TRUNC
-    elif letter == "o":
-        opts.postalias_flags &= ~FLAG_AS_OWNER
-    elif letter == "p":
-        opts.postalias_flags &= ~FLAG_SAVE_PERM
-    elif letter == "u":
-        opts.dict_flags &= ~FLAG_UTF8_REQUEST
-    elif letter == "v":
-        msg.verbose += 1
-
-
 def parse_args(progname, argv):
-    opts = Options()
+    opts = tool.TableOptions()
     for letter, value in tool.options(progname, argv, OPTSTRING, USAGE % progname):
         if letter is None:
             opts.args = value
-        elif letter == "c":
-            os.environ[tool.CONFIG_ENV] = value
-        elif letter in "dq":
-            if opts.sequence or opts.query is not None or opts.delkey is not None:
-                msg.fatal("specify only one of -s -q or -d")
-            if letter == "d":
-                opts.delkey = value
-            else:
-                opts.query = value
-        elif letter == "s":
-            if opts.query is not None or opts.delkey is not None:
-                msg.fatal("specify only one of -s or -q or -d")
-            opts.sequence = True
         else:
-            _flag_option(opts, letter)
+            tool.common_option(opts, letter, value)
     return opts
 
 
@@ -151,8 +97,8 @@ def postalias(map_type, path, opts, config):
     else:
         source = tool.stdin_source()
     tool.preload(map_type, False)
-    with tool.RebuildPrivileges(source.st, opts.postalias_flags & FLAG_SAVE_PERM,
-                                opts.postalias_flags & FLAG_AS_OWNER):
+    with tool.RebuildPrivileges(source.st, opts.tool_flags & tool.FLAG_SAVE_PERM,
+                                opts.tool_flags & tool.FLAG_AS_OWNER):
         mkmap = mkmap_open(map_type, path, opts.open_flags, dict_flags)
     saved_flags = mkmap.dict.flags
     myhostname = config.get("myhostname")

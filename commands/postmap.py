@@ -16,10 +16,8 @@ import os
 
 from pyfix.common import msg
 from pyfix.maps import dict as dict_mod
-from pyfix.maps.dict import (ERR_CONFIG, ERR_NONE, FLAG_BULK_UPDATE, FLAG_DUP_IGNORE,
-                             FLAG_DUP_REPLACE, FLAG_DUP_WARN, FLAG_FOLD_FIX, FLAG_LOCK,
-                             FLAG_SRC_RHS_IS_FILE, FLAG_TRY0NULL, FLAG_TRY1NULL,
-                             FLAG_UTF8_MASK, FLAG_UTF8_REQUEST)
+from pyfix.maps.dict import (ERR_CONFIG, ERR_NONE, FLAG_BULK_UPDATE, FLAG_LOCK,
+                             FLAG_SRC_RHS_IS_FILE, FLAG_UTF8_MASK)
 from pyfix.maps.mkmap import mkmap_open
 from pyfix.commands import table_tool as tool
 from pyfix.commands.table_tool import OUT, c_string, split_map
@@ -28,9 +26,7 @@ OPTSTRING = "bc:d:fFhimnNopq:rsuUvw"
 USAGE = ("usage: %s [-bfFhimnNoprsuUvw] [-c config_dir] [-d key] [-q key]"
          " [map_type:]file...")
 
-FLAG_AS_OWNER = 1 << 0
-FLAG_SAVE_PERM = 1 << 1
-FLAG_HEADER_KEY = 1 << 2
+FLAG_HEADER_KEY = 1 << 2  # bits 0 and 1: table_tool.FLAG_AS_OWNER, FLAG_SAVE_PERM
 FLAG_BODY_KEY = 1 << 3
 FLAG_MIME_KEY = 1 << 4
 FLAG_HB_KEY = FLAG_HEADER_KEY | FLAG_BODY_KEY
@@ -38,81 +34,29 @@ FLAG_FULL_KEY = FLAG_BODY_KEY | FLAG_MIME_KEY
 FLAG_ANY_KEY = FLAG_HB_KEY | FLAG_MIME_KEY
 
 
-class Options:
+class Options(tool.TableOptions):
     def __init__(self):
-        self.postmap_flags = FLAG_AS_OWNER | FLAG_SAVE_PERM
-        self.open_flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC
-        self.dict_flags = FLAG_DUP_WARN | FLAG_FOLD_FIX | FLAG_UTF8_REQUEST
-        self.query = None
-        self.delkey = None
-        self.sequence = False
+        super().__init__()
         self.force_utf8 = False
-        self.args = []
 
 
-def _set_null_flags(opts, letter):
-    if letter == "N":
-        opts.dict_flags = (opts.dict_flags | FLAG_TRY1NULL) & ~FLAG_TRY0NULL
-    else:
-        opts.dict_flags = (opts.dict_flags | FLAG_TRY0NULL) & ~FLAG_TRY1NULL
-
-
-def _set_dup_flags(opts, letter):
-    if letter == "r":
-        opts.dict_flags = (opts.dict_flags & ~(FLAG_DUP_WARN | FLAG_DUP_IGNORE)) \
-            | FLAG_DUP_REPLACE
-    else:
-        opts.dict_flags = (opts.dict_flags & ~(FLAG_DUP_WARN | FLAG_DUP_REPLACE)) \
-            | FLAG_DUP_IGNORE
+_KEY_OPTIONS = {"b": FLAG_BODY_KEY, "h": FLAG_HEADER_KEY, "m": FLAG_MIME_KEY}
 
 
 def parse_args(progname, argv):
     opts = Options()
-    simple = {"b": FLAG_BODY_KEY, "h": FLAG_HEADER_KEY, "m": FLAG_MIME_KEY}
     for letter, value in tool.options(progname, argv, OPTSTRING, USAGE % progname):
         if letter is None:
             opts.args = value
-        elif letter in simple:
-            opts.postmap_flags |= simple[letter]
-        elif letter in "Nn":
-            _set_null_flags(opts, letter)
-        elif letter in "rw":
-            _set_dup_flags(opts, letter)
-        elif letter == "c":
-            os.environ[tool.CONFIG_ENV] = value
-        elif letter in "dq":
-            if opts.sequence or opts.query is not None or opts.delkey is not None:
-                msg.fatal("specify only one of -s -q or -d")
-            if letter == "d":
-                opts.delkey = value
-            else:
-                opts.query = value
-        elif letter == "s":
-            if opts.query is not None or opts.delkey is not None:
-                msg.fatal("specify only one of -s or -q or -d")
-            opts.sequence = True
+        elif letter in _KEY_OPTIONS:
+            opts.tool_flags |= _KEY_OPTIONS[letter]
+        elif letter == "F":
+            opts.dict_flags |= FLAG_SRC_RHS_IS_FILE
+        elif letter == "U":
+            opts.force_utf8 = True
         else:
-            _other_option(opts, letter)
+            tool.common_option(opts, letter, value)
     return opts
-
-
-def _other_option(opts, letter):
-    if letter == "f":
-        opts.dict_flags &= ~FLAG_FOLD_FIX
-    elif letter == "F":
-        opts.dict_flags |= FLAG_SRC_RHS_IS_FILE
-    elif letter == "i":
-        opts.open_flags &= ~os.O_TRUNC
-    elif letter == "o":
-        opts.postmap_flags &= ~FLAG_AS_OWNER
-    elif letter == "p":
-        opts.postmap_flags &= ~FLAG_SAVE_PERM
-    elif letter == "u":
-        opts.dict_flags &= ~FLAG_UTF8_REQUEST
-    elif letter == "U":
-        opts.force_utf8 = True
-    elif letter == "v":
-        msg.verbose += 1
 
 
 # -- building ----------------------------------------------------------------------------
@@ -170,8 +114,8 @@ def postmap(map_type, path, opts):
     else:
         source = tool.stdin_source()
     tool.preload(map_type, dict_flags & FLAG_SRC_RHS_IS_FILE)
-    with tool.RebuildPrivileges(source.st, opts.postmap_flags & FLAG_SAVE_PERM,
-                                opts.postmap_flags & FLAG_AS_OWNER):
+    with tool.RebuildPrivileges(source.st, opts.tool_flags & tool.FLAG_SAVE_PERM,
+                                opts.tool_flags & tool.FLAG_AS_OWNER):
         mkmap = mkmap_open(map_type, path, opts.open_flags, dict_flags)
     mkmap.build(lambda target: feed_entries(target, source, dict_flags))
 
@@ -232,12 +176,12 @@ class LazyTables:
 def postmap_queries(specs, opts, default_type, dict_flags):
     tables = LazyTables(specs, default_type, dict_flags)
     found = False
-    if not opts.postmap_flags & FLAG_HB_KEY:
+    if not opts.tool_flags & FLAG_HB_KEY:
         for key in tool.stdin_lines():
             found |= tables.find(c_string(key))
     else:
         from pyfix.commands.postmap_mime import message_queries
-        found = message_queries(tables, opts.postmap_flags)
+        found = message_queries(tables, opts.tool_flags)
     if found:
         OUT.flush()
     tables.close()
@@ -329,7 +273,7 @@ def _decoded_file(table, key, value):
 
 
 def check_message_options(opts):
-    flags = opts.postmap_flags
+    flags = opts.tool_flags
     if (opts.query is None or opts.query != "-") and flags & FLAG_ANY_KEY:
         msg.fatal('specify -b -h or -m only with "-q -"')
     if flags & FLAG_ANY_KEY and flags & FLAG_ANY_KEY == flags & FLAG_MIME_KEY:
@@ -376,7 +320,7 @@ def run(argv):
     opts = parse_args(progname, argv)
     config = tool.read_config(progname)
     check_message_options(opts)
-    if opts.postmap_flags & FLAG_ANY_KEY:
+    if opts.tool_flags & FLAG_ANY_KEY:
         from pyfix.commands import postmap_mime
         postmap_mime.configure(config)
     return dispatch(progname, opts, config.get("default_database_type"))

@@ -13,6 +13,8 @@ from pyfix.common.getopt import GetoptError, iter_getopt
 from pyfix.common.strings import CHARS_COMMA_SP, split_nameval, tokens
 from pyfix.maps import dict as dict_mod
 from pyfix.maps import mkmap
+from pyfix.maps.dict import (FLAG_DUP_IGNORE, FLAG_DUP_REPLACE, FLAG_DUP_WARN, FLAG_FOLD_FIX,
+                             FLAG_TRY0NULL, FLAG_TRY1NULL, FLAG_UTF8_REQUEST)
 
 VERBOSE_ENV = "MAIL_VERBOSE"
 CONFIG_ENV = "MAIL_CONFIG"
@@ -223,3 +225,61 @@ def main_wrapper(run):
         return run(sys.argv)
     except KeyboardInterrupt:
         return 1
+
+
+# -- the options postmap and postalias share ----------------------------------------------
+
+FLAG_AS_OWNER = 1 << 0          # rebuild as the owner of the source file
+FLAG_SAVE_PERM = 1 << 1         # give the new table the source file's permissions
+
+
+class TableOptions:
+    """The command line of postmap and postalias; tool_flags holds the FLAG_* bits."""
+
+    def __init__(self):
+        self.tool_flags = FLAG_AS_OWNER | FLAG_SAVE_PERM
+        self.open_flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC
+        self.dict_flags = FLAG_DUP_WARN | FLAG_FOLD_FIX | FLAG_UTF8_REQUEST
+        self.query = None
+        self.delkey = None
+        self.sequence = False
+        self.args = []
+
+
+# Option letters that only change flags: (attribute, bits to clear, bits to set).
+_FLAG_OPTIONS = {
+    "N": ("dict_flags", FLAG_TRY0NULL, FLAG_TRY1NULL),
+    "n": ("dict_flags", FLAG_TRY1NULL, FLAG_TRY0NULL),
+    "r": ("dict_flags", FLAG_DUP_WARN | FLAG_DUP_IGNORE, FLAG_DUP_REPLACE),
+    "w": ("dict_flags", FLAG_DUP_WARN | FLAG_DUP_REPLACE, FLAG_DUP_IGNORE),
+    "f": ("dict_flags", FLAG_FOLD_FIX, 0),
+    "u": ("dict_flags", FLAG_UTF8_REQUEST, 0),
+    "i": ("open_flags", os.O_TRUNC, 0),
+    "o": ("tool_flags", FLAG_AS_OWNER, 0),
+    "p": ("tool_flags", FLAG_SAVE_PERM, 0),
+}
+
+
+def common_option(opts, letter, value):
+    """Apply one option that postmap and postalias treat alike; False if it is not one."""
+    if letter in _FLAG_OPTIONS:
+        attr, clear, set_ = _FLAG_OPTIONS[letter]
+        setattr(opts, attr, (getattr(opts, attr) & ~clear) | set_)
+    elif letter == "c":
+        os.environ[CONFIG_ENV] = value
+    elif letter == "v":
+        msg.verbose += 1
+    elif letter in "dq":
+        if opts.sequence or opts.query is not None or opts.delkey is not None:
+            msg.fatal("specify only one of -s -q or -d")
+        if letter == "d":
+            opts.delkey = value
+        else:
+            opts.query = value
+    elif letter == "s":
+        if opts.query is not None or opts.delkey is not None:
+            msg.fatal("specify only one of -s or -q or -d")
+        opts.sequence = True
+    else:
+        return False
+    return True
