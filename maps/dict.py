@@ -76,6 +76,7 @@ class Dict:
     """One open table. Subclasses implement _lookup() and, if they can, the rest."""
 
     type = "abstract"
+    surrogate = False                  # True for a table that could not be opened
 
     def __init__(self, name, open_flags=os.O_RDONLY, dict_flags=0):
         self.name = name
@@ -143,6 +144,8 @@ class SurrogateDict(Dict):
     later use warns `<type>:<name> is unavailable. <reason>` and fails with ERR_RETRY, so
     that mail waits for the table to be fixed instead of bouncing."""
 
+    surrogate = True
+
     def __init__(self, dict_type, name, open_flags, dict_flags, reason):
         if not allow_surrogate:
             msg.fatal(reason)
@@ -198,8 +201,10 @@ def dict_open3(dict_type, name, open_flags=os.O_RDONLY, dict_flags=0):
     try:
         table = open_fn(name, open_flags, dict_flags)
     except OSError as exc:
-        return SurrogateDict(dict_type, name, open_flags, dict_flags,
-                             "cannot open %s:%s: %s" % (dict_type, name, msg.strerror(exc)))
+        # Postfix's type modules return this surrogate themselves, so it gets the UTF-8
+        # proxy below like any table (a malformed key is "not found", not "try again").
+        table = SurrogateDict(dict_type, name, open_flags, dict_flags,
+                              "cannot open %s:%s: %s" % (dict_type, name, msg.strerror(exc)))
     if msg.verbose:
         msg.info("dict_open: %s:%s" % (dict_type, name))
     return utf8_activate_if_needed(table, dict_flags)
@@ -209,7 +214,7 @@ def utf8_activate_if_needed(table, dict_flags):
     """Put Postfix's UTF-8 proxy (key checks and casefolding) in front of a table that
     asks for it, when UTF-8 is enabled (smtputf8_enable, kept in msg.utf8_enable)."""
     if (table.flags & FLAG_UTF8_ACTIVE or not msg.utf8_enable
-            or not dict_flags & FLAG_UTF8_MASK or isinstance(table, SurrogateDict)):
+            or not dict_flags & FLAG_UTF8_MASK):
         return table
     from pyfix.maps.dict_utf8 import Utf8Dict
     return Utf8Dict(table)

@@ -43,6 +43,11 @@ class Utf8Dict(Dict):
     def __getattr__(self, name):
         return getattr(self.real, name)
 
+    @property
+    def surrogate(self):
+        # Dict's class attribute would hide the real table's.
+        return self.real.surrogate
+
     def __setattr__(self, name, value):
         setattr(self.real, name, value)
 

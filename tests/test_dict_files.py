@@ -266,6 +266,21 @@ def test_surrogates(tmp_path, capsys):
             dict_open(spec, os.O_RDONLY, 0)
 
 
+def test_surrogate_behind_utf8_proxy(tmp_path, capsys):
+    """As dict_open3(): a table whose open failed still gets the UTF-8 proxy, so a key
+    that is not UTF-8 is "not found" before the surrogate could say "try again"; an
+    unknown type gets no proxy."""
+    dict_mod.allow_surrogate = True
+    msg.utf8_enable = True
+    table = dict_open("hash:%s" % (tmp_path / "missing"), os.O_RDONLY, FLAG_UTF8_REQUEST)
+    assert table.surrogate
+    assert table.lookup("\udcff") is None and table.error == dict_mod.ERR_NONE
+    assert table.lookup("x") is None and table.error == dict_mod.ERR_RETRY
+    unknown = dict_open("nosuchtype:x", os.O_RDONLY, FLAG_UTF8_REQUEST)
+    assert isinstance(unknown, SurrogateDict)
+    capsys.readouterr()
+
+
 def test_mkmap_refuses_other_types(tmp_path):
     for map_type in ("texthash", "nosuchtype"):
         with pytest.raises(SystemExit):

@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 from pyfix.common import msg  # noqa: E402
 from pyfix.maps import dict_file  # noqa: E402
 from pyfix.maps.dict import (ERR_CONFIG, FLAG_DUP_WARN, FLAG_FOLD_FIX,  # noqa: E402
-                             FLAG_SRC_RHS_IS_FILE, SurrogateDict, dict_open3)
+                             FLAG_SRC_RHS_IS_FILE, dict_open3)
 
 
 def open_table(spec, flags):
@@ -25,7 +25,7 @@ def open_table(spec, flags):
     if not colon:
         dict_type, name = "hash", spec
     table = dict_open3(dict_type, name, os.O_RDONLY, flags)
-    if isinstance(table, SurrogateDict):
+    if table.surrogate:      # also behind the UTF-8 proxy
         msg.fatal(table.reason)
     return table
 
