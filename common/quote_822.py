@@ -11,6 +11,7 @@ QUOTE_FLAG_8BITCLEAN = 1 << 0
 QUOTE_FLAG_EXPOSE_AT = 1 << 1
 QUOTE_FLAG_APPEND = 1 << 2
 QUOTE_FLAG_BARE_LOCALPART = 1 << 3
+QUOTE_FLAG_DEFAULT = QUOTE_FLAG_8BITCLEAN   # quote_flags.h: UTF-8 text needs no quotes
 
 
 def _is_dot_string(local, flags):
@@ -49,7 +50,7 @@ def _route_end(mbox):
     return 0
 
 
-def quote_822_local(mbox, flags=0):
+def quote_822_local(mbox, flags=QUOTE_FLAG_DEFAULT):
     """The external form of an internal-form address (quote_822_local_flags())."""
     start = _route_end(mbox)
     at = -1 if flags & QUOTE_FLAG_BARE_LOCALPART else mbox.rfind("@", start)

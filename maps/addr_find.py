@@ -15,8 +15,8 @@ address once. The strategy of each caller is Postfix's: virtual and canonical us
 DEFAULT, transport uses FULL|NOEXT|DOMAIN|PDMS (or PDDMDS), access tables their own.
 """
 
-from pyfix.common.quote_822 import (QUOTE_FLAG_BARE_LOCALPART, quote_822_local,
-                                    unquote_822_local)
+from pyfix.common.quote_822 import (QUOTE_FLAG_BARE_LOCALPART, QUOTE_FLAG_DEFAULT,
+                                    quote_822_local, unquote_822_local)
 
 from pyfix.maps.dict import ERR_NONE, FLAG_FIXED
 from pyfix.maps.match_list import MATCH_FLAG_RETURN, string_list
@@ -117,7 +117,7 @@ class AddressRules:
 
 def _find_addr(maps, address, flags, with_domain, query_form):
     """One key, in the query form(s) the caller asked for."""
-    quote_flags = 0 if with_domain else QUOTE_FLAG_BARE_LOCALPART
+    quote_flags = QUOTE_FLAG_DEFAULT | (0 if with_domain else QUOTE_FLAG_BARE_LOCALPART)
     if query_form in (FORM_EXTERNAL, FORM_EXTERNAL_FIRST):
         external = quote_822_local(address, quote_flags)
         result = maps.find(external, flags)

@@ -114,6 +114,7 @@ def test_a_table_error_stops_the_search():
     ('a"b@example.com', '"a\\"b"@example.com'),
     (".dot@example.com", '".dot"@example.com'),
     ("@route:foo bar@example.com", '@route:"foo bar"@example.com'),
+    ("bäd@example.com", "bäd@example.com"),         # QUOTE_FLAG_DEFAULT is 8-bit clean
 ])
 def test_quote_and_unquote_round_trip(internal, external):
     assert quote_822_local(internal) == external
