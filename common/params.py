@@ -122,11 +122,11 @@ def service_parameter_default(name):
     Daemons ask only for the transports master.cf defines, so any name with a delivery
     agent's suffix gets the matching global default (`$default_destination_rate_delay`).
     """
-    for suffixes in (_TIME_LIMIT, _TRANSPORT_SUFFIXES):
-        for suffix, default in suffixes:
-            if name.endswith(suffix) and len(name) > len(suffix):
-                return "$" + default
-    return None
+    # The longest suffix decides: `smtp_destination_recipient_limit` is not a
+    # `_recipient_limit`.
+    matches = [(len(suffix), default) for suffix, default in _TIME_LIMIT + _TRANSPORT_SUFFIXES
+               if name.endswith(suffix) and len(name) > len(suffix)]
+    return "$" + max(matches)[1] if matches else None
 
 
 def service_parameters(service, command):

@@ -517,3 +517,17 @@ def test_compat_level_malformed(text, messages):
     complaints = []
     assert compat_level_from_string(text, complaints.append) == -1
     assert complaints == ['malformed compatibility level syntax: "%s"' % text]
+
+
+@pytest.mark.parametrize("name, default", [
+    ("smtp_destination_recipient_limit", "$default_destination_recipient_limit"),
+    ("relay_recipient_limit", "$default_recipient_limit"),
+    ("smtp_extra_recipient_limit", "$default_extra_recipient_limit"),
+    ("pipe_time_limit", "$command_time_limit"),
+    ("recipient_limit", None),
+])
+def test_per_service_defaults_take_the_longest_suffix(name, default):
+    """postconf_service.c: a delivery agent's parameter defaults to the global one of its
+    suffix; `_destination_recipient_limit` is not a `_recipient_limit`."""
+    from pyfix.common.params import service_parameter_default
+    assert service_parameter_default(name) == default

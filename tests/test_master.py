@@ -358,3 +358,21 @@ def test_fifo_and_pass_services(run_master, kind):
     from pyfix.common import trigger
     getattr(trigger, kind + "_trigger")(endpoint, b"D")
     assert wait_until(lambda: "D" in open(log).read(), timeout=6)
+
+
+def test_watchdog_spares_an_idle_daemon(run_master):
+    """watchdog.c wakes an idle event loop every third of the timeout and each round
+    restarts it, so only a process stuck inside one round trips it: a proxymap with a
+    3 s daemon_timeout and nothing to do lives on past several timeouts."""
+    run = run_master("proxymap unix - - n - - proxymap -o daemon_timeout=3s"
+                     " -o max_idle=3600s\n")
+    path = os.path.join(run.spool, "private", "proxymap")
+    wait_until(lambda: os.path.exists(path))
+    sock = socket.socket(socket.AF_UNIX)
+    sock.connect(path)
+    wait_until(lambda: run.children("proxymap"))
+    first = [p.pid for p in run.children("proxymap")]
+    sock.close()
+    time.sleep(7)      # two watchdog timeouts of idleness; no time is asserted
+    assert [p.pid for p in run.children("proxymap")] == first
+    assert "watchdog timeout" not in run.log()

@@ -27,6 +27,7 @@ from pyfix.maps import dict as dict_module, mkmap
 from pyfix.maps.dict import changed_name
 
 OPTSTRING = "cdDi:lm:n:o:r:s:St:uvVz"
+WATCHDOG_STEPS = 3                # watchdog.c: wakeups of an idle loop per timeout
 IDLE_TIMER = "idle"
 RETIRE_TIMER = "retire"
 RETIRE_MAX = 18000
@@ -336,10 +337,18 @@ class Server:
         signal.signal(signal.SIGALRM, _watchdog_expired)
 
     def wait(self):
-        """One round of the event loop, under the daemon_timeout watchdog."""
+        """One round of the event loop, under the daemon_timeout watchdog.
+
+        The watchdog catches a process stuck inside one round. Postfix's watchdog wakes
+        an idle event loop every third of its timeout (watchdog.c, WATCHDOG_STEPS), and
+        each new round restarts it; here the round's wait is capped at that third, so an
+        idle daemon (postlogd with its 10 s watchdog) never trips it."""
         signal.alarm(self.daemon_timeout)
+        step = max(1, self.daemon_timeout // WATCHDOG_STEPS)
         delay = self.loop_hook(self) if self.loop_hook else -1
-        self.events.run_once(delay if delay is not None and delay >= 0 else None)
+        if delay is None or delay < 0 or delay > step:
+            delay = step
+        self.events.run_once(delay)
 
     def run(self, keep_going):
         """Serve until keep_going() is false or a callback raises ServerExit; then exit."""
