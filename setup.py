@@ -28,4 +28,6 @@ PACKAGES = package_map()
 setup(
     packages=sorted(PACKAGES),
     package_dir=PACKAGES,
+    # The set-gid launcher source, compiled by `python -m pyfix.commands.setgid install`.
+    package_data={"pyfix.commands.setgid": ["launcher.c"]},
 )

@@ -21,8 +21,9 @@ import sys
 import time
 
 from pyfix.common import maillog, msg
-from pyfix.common.config import Config
+from pyfix.common.config import CONFIG_ENV, Config
 from pyfix.common.getopt import GetoptError, posix_getopt
+from pyfix.common.std_fds import open_standard_fds
 
 PROGNAME = "postlog"
 OPTSTRING = "c:ip:t:v"
@@ -46,20 +47,6 @@ def level_map(name):
     if level is None:
         msg.fatal('bad severity: "%s"' % name)
     return level
-
-
-def open_standard_fds():
-    """Make sure descriptors 0, 1 and 2 are open before anything else is opened."""
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
-        except OSError:
-            try:
-                opened = os.open("/dev/null", os.O_RDWR)
-            except OSError as exc:
-                msg.fatal("open /dev/null: %s" % msg.strerror(exc))
-            if opened != fd:
-                msg.fatal("open /dev/null: %s" % os.strerror(0))
 
 
 def start_logging(tag, config, fallback):
@@ -88,7 +75,7 @@ def parse_args(argv):
         msg.fatal(USAGE)
     for letter, value in parsed:
         if letter == "c":
-            os.environ["MAIL_CONFIG"] = value
+            os.environ[CONFIG_ENV] = value
         elif letter == "p":
             opts.level = level_map(value)
         elif letter == "t":

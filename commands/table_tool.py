@@ -8,26 +8,16 @@ import stat
 import sys
 
 from pyfix.common import maillog, msg
-from pyfix.common.config import Config
+from pyfix.common.clean_env import import_env, update_env
+from pyfix.common.config import CONFIG_ENV, Config
 from pyfix.common.getopt import GetoptError, iter_getopt
-from pyfix.common.strings import CHARS_COMMA_SP, split_nameval, tokens
+from pyfix.common.std_fds import open_standard_fds
 from pyfix.maps import dict as dict_mod
 from pyfix.maps import mkmap
 from pyfix.maps.dict import (FLAG_DUP_IGNORE, FLAG_DUP_REPLACE, FLAG_DUP_WARN, FLAG_FOLD_FIX,
                              FLAG_TRY0NULL, FLAG_TRY1NULL, FLAG_UTF8_REQUEST)
 
 VERBOSE_ENV = "MAIL_VERBOSE"
-CONFIG_ENV = "MAIL_CONFIG"
-
-
-def open_standard_fds():
-    """Descriptors 0, 1 and 2 open before anything else is opened."""
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
-        except OSError:
-            if os.open("/dev/null", os.O_RDWR) != fd:
-                msg.fatal("open /dev/null: %s" % os.strerror(0))
 
 
 def start(argv):
@@ -61,11 +51,7 @@ def read_config(progname):
     """main.cf, import_environment's name=value settings, logging and the table
     parameters (mail_conf_read(), update_env(), mail_dict_init())."""
     config = Config.load()
-    for word in tokens(config.get("import_environment") or "", CHARS_COMMA_SP):
-        if "=" in word:
-            name, value, err = split_nameval(word)
-            if not err:
-                os.environ[name] = value
+    update_env(import_env(config))
     maillog.init(maillog.mail_task(progname, config), config)
     msg.utf8_enable = config.get_bool("smtputf8_enable")
     mkmap.configure(config)

@@ -132,3 +132,36 @@ def byte_prefix(text, limit):
 
 def byte_length(text):
     return len(text.encode("utf-8", "surrogateescape"))
+
+
+_C_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+
+
+def unescape(text):
+    """Postfix's unescape(): C escapes (\\n, \\t, ..., \\ooo octal, \\\\) in a parameter
+    value such as message_reject_characters or smtpd_expansion_filter. A backslash at
+    the end is dropped; an octal value wraps to one byte, as C's char does."""
+    out = []
+    pos = 0
+    while pos < len(text):
+        ch = text[pos]
+        pos += 1
+        if ch != "\\":
+            out.append(ch)
+            continue
+        if pos >= len(text):
+            break
+        ch = text[pos]
+        pos += 1
+        if ch in _C_ESCAPES:
+            out.append(_C_ESCAPES[ch])
+        elif "0" <= ch <= "7":
+            value = ord(ch) - ord("0")
+            for _ in range(2):
+                if pos < len(text) and "0" <= text[pos] <= "7":
+                    value = (value << 3) | (ord(text[pos]) - ord("0"))
+                    pos += 1
+            out.append(chr(value & 0xFF))
+        else:
+            out.append(ch)
+    return "".join(out)

@@ -428,11 +428,13 @@ def parse(text, limit=0):
 
 
 def scan_addr(text):
-    """tok822_scan_addr(): one ADDR node holding the tokens of an external address."""
+    """tok822_scan_addr(): one ADDR node holding the tokens of an external address.
+
+    As in Postfix the tokens get no owner, so that internalizing them puts a space
+    between adjacent words: `foo bar@x` stays `"foo bar"@x`, `u@foo[1.2.3.4]` becomes
+    `u@foo [1.2.3.4]` (trivial-rewrite's answers)."""
     tree = Token(ADDR)
-    head, tail = scan_linked(text)
-    if head is not None:
-        set_sub_list(tree, head, tail)
+    tree.head, tree.tail = scan_linked(text)
     return tree
 
 

@@ -17,9 +17,10 @@ import sys
 import time
 
 from pyfix.common import maillog, master_lock, master_proto, msg
-from pyfix.common.config import Config
+from pyfix.common.config import CONFIG_ENV, Config
 from pyfix.common.events import EventLoop
 from pyfix.common.getopt import GetoptError, posix_getopt
+from pyfix.common.std_fds import open_standard_fds
 
 from pyfix.master import spawn as spawning
 from pyfix.master.master_ent import MasterSettings, load_services
@@ -53,7 +54,7 @@ def parse_args(argv):
         msg.fatal(USAGE % argv[0])
     for letter, value in parsed:
         if letter == "c":
-            os.environ["MAIL_CONFIG"] = value
+            os.environ[CONFIG_ENV] = value
         elif letter == "d":
             opts.detach = False
         elif letter == "e":
@@ -337,11 +338,7 @@ class Master:
 
 def close_inherited_descriptors():
     """Start clean: descriptors 0-2 open (on /dev/null if need be), nothing above."""
-    for fd in range(3):
-        try:
-            os.fstat(fd)
-        except OSError:
-            os.open(os.devnull, os.O_RDWR)
+    open_standard_fds()
     os.closerange(3, spawning.max_fd())
 
 

@@ -45,18 +45,32 @@ MILT_COUNT = b"m"
 END = b"E"
 
 EOF = None            # no more records
-ERROR = b"\0"         # a malformed record (a warning was logged)
+# A malformed record (a warning was logged); it comes with payload None, which tells it
+# from a real record of type 0.
+ERROR = b"\0"
 
 # The record types allowed in each part of a queue file (rec_type.h's REC_TYPE_ENVELOPE,
-# REC_TYPE_CONTENT, REC_TYPE_EXTRACT).
+# REC_TYPE_CONTENT, REC_TYPE_EXTRACT), and those that start the recipient part of the
+# envelope and of the extracted segment (REC_TYPE_ENV_RECIPIENT, REC_TYPE_EXT_RECIPIENT).
 ENVELOPE_TYPES = b"MCTcFILSDRO/WVA>K<ion"
 CONTENT_TYPES = b"XLNw"
 EXTRACT_TYPES = b"EDRO/PreAFIL>Kon"
+ENV_RECIPIENT_TYPES = b"MDRO/Kon"
+EXT_RECIPIENT_TYPES = b"EDRO/Kon"
+# Types a client must not send (REC_GET_HIDDEN_TYPE): only cleanup writes them.
+HIDDEN_TYPES = (PTR, DTXT)
 
 # Fixed-width numbers, so that a record can be rewritten in place (REC_TYPE_*_FORMAT).
 PTR_FORMAT = b"%15d"
 SIZE_FORMAT = b"%15d %15d %15d %15d %15d %15d"
 WARN_FORMAT = b"%15d"
+
+PTR_PAYL_SIZE = 15          # a pointer record's payload, without type and length
+
+# DSN and create-time attributes travel as `A name=value` but act as records of their
+# own (rec_attr_map.c).
+_ATTR_TYPES = {"dsn_orig_rcpt": DSN_ORCPT, "notify_flags": DSN_NOTIFY,
+               "envelope_id": DSN_ENVID, "ret_flags": DSN_RET, "create_time": CTIME}
 
 _INT_BITS = 32
 REVERSE_JUMP_LIMIT = 10000
@@ -83,6 +97,93 @@ def encode(rec_type, payload=b""):
 
 def rec_put(stream, rec_type, payload=b""):
     stream.write(encode(rec_type, payload))
+
+
+def pad(rec_type, length):
+    """rec_pad(): a record of at least `length` bytes in all, payload `0` right-aligned
+    in spaces."""
+    width = max(length - 2, 1)
+    return encode(rec_type, b"%*s" % (width, b"0"))
+
+
+def attr_map(name):
+    """rec_attr_map(): the pseudo record type of an attribute name, or None."""
+    return _ATTR_TYPES.get(name)
+
+
+def time_scan(payload):
+    """REC_TYPE_TIME_SCAN: (seconds, microseconds) of a `T` record, atol() style."""
+    text = payload.decode("ascii", "replace")
+    seconds, pos = _atol(text, 0)
+    while pos < len(text) and text[pos].isdigit():
+        pos += 1
+    usec, _ = _atol(text, pos)
+    return seconds, usec
+
+
+def _atol(text, pos):
+    end = pos
+    while end < len(text) and text[end] in " \t\n\v\f\r":
+        end += 1
+    start = end
+    if end < len(text) and text[end] in "+-":
+        end += 1
+    while end < len(text) and text[end].isdigit():
+        end += 1
+    try:
+        return int(text[start:end]), end
+    except ValueError:
+        return 0, end
+
+
+class SocketReader:
+    """A socket as a binary input stream for RecordReader: read(n) gives n bytes, or
+    fewer only at the end of input or after a timeout (then timed_out is set)."""
+
+    def __init__(self, sock, initial=b"", timeout=None, name="(socket)"):
+        self.sock = sock
+        self.buf = bytes(initial)
+        self.pos = 0
+        self.timeout = timeout
+        self.timed_out = False
+        self.name = name
+
+    def _fill(self):
+        try:
+            self.sock.settimeout(self.timeout)
+            data = self.sock.recv(65536)
+        except TimeoutError:
+            self.timed_out = True
+            return False
+        except OSError:
+            return False
+        if not data:
+            return False
+        self.buf = self.buf[self.pos:] + data
+        self.pos = 0
+        return True
+
+    def read(self, size):
+        while len(self.buf) - self.pos < size:
+            if not self._fill():
+                break
+        data = self.buf[self.pos:self.pos + size]
+        self.pos += len(data)
+        return data
+
+    def tell(self):
+        return 0
+
+
+_READ_CHUNK = 1 << 20
+
+
+def _int_shift(value, shift):
+    """(value << shift) as a C int: the length bytes are shifted as 32-bit ints, so that
+    a fifth length byte can make the length negative (rec_get_raw() then calls it an
+    illegal length)."""
+    result = (value << shift) & 0xFFFFFFFF
+    return result - (1 << 32) if result & 0x80000000 else result
 
 
 class RecordReader:
@@ -114,23 +215,41 @@ class RecordReader:
                 msg.warn("%s: unexpected EOF reading length, record type %d"
                          % (self.path, rec_type[0]))
                 return ERROR, None
-            length |= (byte[0] & 0x7F) << shift
+            length |= _int_shift(byte[0] & 0x7F, shift)
             if not byte[0] & 0x80:
                 break
             shift += 7
-        if self.maxsize > 0 and length > self.maxsize:
+        if length < 0 or (self.maxsize > 0 and length > self.maxsize):
             msg.warn("%s: illegal length %d, record type %d" % (self.path, length, rec_type[0]))
-            self.stream.read(length)
+            self._read(length)
             return ERROR, None
-        payload = self.stream.read(length)
+        payload = self._read(length)
         if len(payload) != length:
             msg.warn("%s: unexpected EOF in data, record type %d length %d"
                      % (self.path, rec_type[0], length))
             return ERROR, None
         return rec_type, payload
 
-    def get(self, follow_pointers=True, skip_padding=True):
-        """The next record, following `p` pointers and skipping `w` padding (rec_get())."""
+    def _read(self, size):
+        """Up to size bytes; a damaged length field can claim gigabytes that the file
+        does not have, so memory follows the data actually read."""
+        if size <= _READ_CHUNK:
+            return self.stream.read(size) if size > 0 else b""
+        parts = []
+        while size > 0:
+            part = self.stream.read(min(size, _READ_CHUNK))
+            if not part:
+                break
+            parts.append(part)
+            size -= len(part)
+        return b"".join(parts)
+
+    def get(self, follow_pointers=True, skip_padding=True, seek_end=False):
+        """The next record, following `p` pointers and skipping `w` padding (rec_get()).
+
+        seek_end: after the `E` record, move to the end of the file, so that whatever
+        follows it is never read (REC_FLAG_SEEK_END, part of Postfix's default flags).
+        """
         while True:
             rec_type, payload = self.get_raw()
             if rec_type == PTR and follow_pointers:
@@ -139,17 +258,24 @@ class RecordReader:
                 continue
             if rec_type == DTXT and skip_padding:
                 continue
+            if rec_type == END and seek_end:
+                try:
+                    self.stream.seek(0, 2)
+                except OSError as exc:
+                    msg.warn("%s: seek error after reading END record: %s"
+                             % (self.path, msg.strerror(exc)))
+                    return ERROR, None
             return rec_type, payload
 
     def goto(self, payload):
         """Follow a pointer record; a zero offset is a placeholder (rec_goto()). Backward
         jumps are limited, so that a damaged file cannot loop forever."""
-        text = payload.lstrip(b" \t\n\v\f\r")
-        if not text.isdigit():
+        text = payload.split(b"\0", 1)[0].lstrip(b" \t\n\v\f\r")
+        if text and not text.isdigit():
             msg.warn("%s: malformed pointer record value: %s"
-                     % (self.path, payload.decode("ascii", "replace")))
+                     % (self.path, text.decode("ascii", "replace")))
             return False
-        offset = int(text)
+        offset = int(text) if text else 0
         if offset == 0:
             return True
         if offset <= self._last_jump:
@@ -157,7 +283,12 @@ class RecordReader:
             if self._reverse_jumps > REVERSE_JUMP_LIMIT:
                 msg.warn("%s: too many reverse jump records" % self.path)
                 return False
-        self.stream.seek(offset)
+        try:
+            self.stream.seek(offset)
+        except (OSError, ValueError) as exc:
+            msg.warn("%s: seek error after pointer record: %s"
+                     % (self.path, msg.strerror(exc)))
+            return False
         self._last_jump = offset
         return True
 
@@ -167,6 +298,33 @@ class RecordReader:
             if rec_type is EOF or rec_type == ERROR:
                 return
             yield rec_type, payload
+
+
+# Printable names of the record types (rec_type.c); `L` is listed once, as the content
+# filter it is in the envelope.
+_TYPE_NAMES = (
+    (SIZE, "message_size"), (TIME, "message_arrival_time"),
+    (CTIME, "queue_file_create_time"), (FULL, "sender_fullname"),
+    (INSP, "content_inspector"), (FILT, "content_filter"), (FROM, "sender"),
+    (DONE, "done_recipient"), (DRCP, "canceled_recipient"), (RCPT, "recipient"),
+    (ORCP, "original_recipient"), (WARN, "warning_message_time"),
+    (ATTR, "named_attribute"), (PTR, "pointer_record"), (KILL, "killed_record"),
+    (MESG, "message_content"), (NORM, "regular_text"), (DTXT, "padding"),
+    (XTRA, "extracted_info"), (RRTO, "return_receipt"), (ERTO, "errors_to"),
+    (PRIO, "priority"), (VERP, "verp_delimiters"), (END, "message_end"),
+    (RDR, "redirect_to"), (FLGS, "flags"), (DSN_RET, "dsn_return_flags"),
+    (DSN_ENVID, "dsn_envelope_id"), (DSN_ORCPT, "dsn_original_recipient"),
+    (DSN_NOTIFY, "dsn_notify_flags"),
+)
+TYPE_NAMES = dict(_TYPE_NAMES)
+
+
+def rec_type_name(rec_type):
+    """The printable name of a record type (rec_type_name()); type 0 is a real, unknown,
+    type here (a read error has no name: it comes with payload None)."""
+    if rec_type is EOF:
+        return "end-of-file"
+    return TYPE_NAMES.get(rec_type, "unknown_record_type")
 
 
 def parse_size_record(payload):

@@ -9,6 +9,7 @@ import os
 import sys
 
 from pyfix.common import msg
+from pyfix.common.config import CONFIG_ENV
 from pyfix.common.params import BUILTIN, CLASS_MASK, SERVICE, USER
 
 from pyfix.commands.postconf import dispatch, output
@@ -144,7 +145,7 @@ def parse_args(argv):
                 msg.fatal("specify one of -b and -t")
             opts.template_request = letter
         elif letter == "c":
-            os.environ["MAIL_CONFIG"] = value
+            os.environ[CONFIG_ENV] = value
         elif letter == "C":
             opts.param_class = parse_param_class(value)
         elif letter == "o":

@@ -10,7 +10,7 @@ expanded or warned about.
 import os
 
 from pyfix.common import hostinfo, msg, params
-from pyfix.common.config import MAIN_CF, MASTER_CF, MainCf, config_directory
+from pyfix.common.config import CONFIG_ENV, MAIN_CF, MASTER_CF, MainCf, config_directory
 from pyfix.common.macro import FLAG_RECURSE, PARSE_ERROR, mac_expand
 from pyfix.common.master_cf import read_master_cf
 from pyfix.common.params import BUILTIN, LEGACY, READONLY, SERVICE
@@ -94,7 +94,7 @@ class Session:
 
     def set_config_dir(self):
         """-c DIR (through MAIL_CONFIG) also becomes a main.cf setting, as in Postfix."""
-        env = os.environ.get("MAIL_CONFIG")
+        env = os.environ.get(CONFIG_ENV)
         self.config_dir = config_directory()
         if env:
             self.main["config_directory"] = env

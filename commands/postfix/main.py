@@ -27,11 +27,12 @@ import pwd
 import sys
 
 from pyfix.common import maillog, msg, params
+from pyfix.common.clean_env import clean_env, import_env
 from pyfix.common.compat_level import compat_level_from_string
 from pyfix.common.config import CONFIG_ENV, Config, MainCf
 from pyfix.common.getopt import GetoptError, iter_getopt
-from pyfix.common.strings import CHARS_BRACE, CHARS_COMMA_SP, extract_parens, split_nameval
-from pyfix.common.strings import tokens, tokens_quoted
+from pyfix.common.std_fds import open_standard_fds
+from pyfix.common.strings import tokens
 
 from pyfix.commands.postfix import postfix_files
 from pyfix.commands.postfix.control import dispatch
@@ -138,15 +139,6 @@ class Context:
 
 # -- postfix.c -----------------------------------------------------------------------------
 
-def _open_standard_fds():
-    for fd in range(3):
-        try:
-            os.fstat(fd)
-        except OSError:
-            if os.open("/dev/null", os.O_RDWR) != fd:
-                msg.fatal("open /dev/null: %s" % os.strerror(9))
-
-
 def parse_options(progname, args):
     """Act on -c/-D/-v in order, as postfix.c's getopt loop; return the command words."""
     usage = "usage: %s [-c config_dir] [-Dv] command" % progname
@@ -225,27 +217,6 @@ def check_accounts(config):
             msg.fatal(where + text)
 
 
-def import_environment(config):
-    """clean_env(): keep the import_environment variables, set its name=value ones."""
-    keep = []
-    for word in tokens_quoted(config.get("import_environment") or "", CHARS_COMMA_SP,
-                              CHARS_BRACE):
-        if word.startswith(CHARS_BRACE[0]):
-            word, err = extract_parens(word, CHARS_BRACE, strip=True)
-            if err:
-                msg.fatal("import_environment: %s" % err)
-        if "=" in word:
-            name, value, err = split_nameval(word)
-            if err:
-                msg.fatal("clean_env: %s in: %s" % (err, word))
-            keep.append((name, value))
-        elif word in os.environ:
-            keep.append((word, os.environ[word]))
-    os.environ.clear()
-    for name, value in keep:
-        os.environ[name] = value
-
-
 def compatibility_notice(config):
     level = compat_level_from_string(config.get("compatibility_level"), msg.fatal)
     if level < compat_level_from_string(LAST_COMPAT_LEVEL, msg.panic):
@@ -272,7 +243,7 @@ def setup(progname, args):
         check_accounts(config)
     os.environ["MAIL_LOGTAG"] = config.get("syslog_name")
     interpreter = {name: os.environ[name] for name in PYTHON_ENV if name in os.environ}
-    import_environment(config)
+    clean_env(import_env(config))
     init_logging(progname, config)
     compatibility_notice(config)
     ctx = Context(config, privileged)
@@ -306,7 +277,7 @@ def main(argv=None):
     argv = sys.argv if argv is None else argv
     progname = os.path.basename(argv[0]) or "postfix"
     os.umask(0o022)
-    _open_standard_fds()
+    open_standard_fds()
     init_logging(progname)
     try:
         ctx, words = setup(progname, argv[1:])

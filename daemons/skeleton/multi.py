@@ -38,6 +38,9 @@ class MultiServer(Server):
             self.post_accept(conn, self)
 
     def _execute(self, fd):
+        # A request on a client of ours: let another process wait for new clients
+        # meanwhile (multi_server_execute() drops the accept lock first, too).
+        self.unlock()
         conn = self.clients.get(fd)
         if conn is None:
             return

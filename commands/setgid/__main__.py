@@ -1,0 +1,5 @@
+import sys
+
+from pyfix.commands.setgid import main
+
+sys.exit(main())

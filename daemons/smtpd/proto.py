@@ -1,0 +1,648 @@
+"""One SMTP session the way Postfix's smtpd_proto() runs it, on aiosmtpd's protocol class.
+
+aiosmtpd.smtp.SMTP supplies the asyncio plumbing (the StreamReaderProtocol, transport,
+the STARTTLS transport switch, the smtp_* method table); SmtpdProtocol replaces its
+command loop and commands with Postfix's: the greeting or the client restriction
+verdict, the command table with its per-command counters (logged at disconnect), the
+hard/soft error limits and smtpd_error_sleep_time, the junk command limit, pipelining
+synchronization, bare-LF handling, and the ways a session ends (QUIT, 421, timeout,
+lost connection, too many errors) with Postfix's log lines.
+
+The mail transaction commands live in transaction.py (MAIL, RCPT, DATA) and bdat.py,
+XCLIENT and XFORWARD in xclient.py, STARTTLS in tls.py, AUTH in sasl.py.
+"""
+
+import asyncio
+import logging
+
+from aiosmtpd.smtp import SMTP
+
+from pyfix.common import msg
+from pyfix.common.valid_hostname import valid_hostname
+
+from pyfix.daemons.smtpd import ehlo as E
+from pyfix.daemons.smtpd.chat import (
+    Chat, SmtpDataError, SmtpEOF, SmtpQuiet, SmtpTimeout, escape)
+from pyfix.daemons.smtpd.state import (
+    MAIL_PROTO_ESMTP, MAIL_PROTO_SMTP, REASON_ERROR_LIMIT, REASON_LOST_CONNECTION,
+    SMTPD_FLAG_HANGUP, SMTPD_FLAG_ILL_PIPELINING,
+    REASON_TIMEOUT, SMTPD_AFTER_BDAT, SMTPD_AFTER_DATA, SMTPD_AFTER_EOM, SMTPD_CMD_UNKNOWN)
+from pyfix.daemons.smtpd.footer import reply_footer
+from pyfix.daemons.smtpd.sasl import SaslCommands
+from pyfix.daemons.smtpd.smtpd_token import smtpd_token
+from pyfix.daemons.smtpd.tls import TlsCommands
+from pyfix.daemons.smtpd.transaction import TransactionCommands
+from pyfix.daemons.smtpd.xclient import XclientCommands, XclientRestart
+
+logging.getLogger("mail.log").setLevel(logging.CRITICAL)   # aiosmtpd's own chatter
+
+FLAG_LIMIT = 1 << 0         # counts toward smtpd_junk_command_limit
+FLAG_PRE_TLS = 1 << 1       # allowed before STARTTLS when TLS is enforced
+FLAG_LAST = 1 << 2          # last in a PIPELINING command group
+
+# smtpd.c smtpd_cmd_table: the order is that of the disconnect statistics.
+COMMANDS = (
+    ("HELO", FLAG_LIMIT | FLAG_PRE_TLS | FLAG_LAST),
+    ("EHLO", FLAG_LIMIT | FLAG_PRE_TLS | FLAG_LAST),
+    ("XCLIENT", FLAG_PRE_TLS),
+    ("XFORWARD", 0),
+    ("STARTTLS", FLAG_PRE_TLS),
+    ("AUTH", 0),
+    ("MAIL", 0),
+    ("RCPT", 0),
+    ("DATA", FLAG_LAST),
+    ("BDAT", 0),
+    ("RSET", FLAG_LIMIT),
+    ("NOOP", FLAG_LIMIT | FLAG_PRE_TLS | FLAG_LAST),
+    ("VRFY", FLAG_LIMIT | FLAG_LAST),
+    ("ETRN", FLAG_LIMIT),
+    ("QUIT", FLAG_PRE_TLS),
+)
+
+NEUTER_CHARACTERS = " <>()\\\";@"
+_HEADER_CHARS = set(range(33, 127)) - {ord(":")}
+
+
+def is_header(text):
+    """is_header(): `Name:` as a message header starts (a client that sends mail
+    without the SMTP dialog)."""
+    for pos, ch in enumerate(text):
+        if ch == ":":
+            return pos > 0
+        if ord(ch) not in _HEADER_CHARS:
+            return False
+    return False
+
+
+class CommandStat:
+    __slots__ = ("name", "flags", "success", "total")
+
+    def __init__(self, name, flags):
+        self.name = name
+        self.flags = flags
+        self.success = 0
+        self.total = 0
+
+
+class SmtpdProtocol(TransactionCommands, XclientCommands, SaslCommands, TlsCommands, SMTP):
+    line_length_limit = 65536       # the StreamReader's buffer; Postfix's bound is ours
+
+    def __init__(self, ctx, state, sock, loop):
+        super().__init__(_NoHandler(), hostname=ctx.myhostname, timeout=10 ** 9,
+                         loop=loop, data_size_limit=None)
+        self.ctx = ctx
+        self.config = ctx.config
+        self.state = state
+        self.chat = Chat(self, sock, ctx.smtpd_timeout)
+        self.tls_active = False
+        self.done = loop.create_future()
+        self.stats = [CommandStat(name, flags) for name, flags in COMMANDS]
+        self.unknown = CommandStat(None, 0)
+        self.buffer = ""
+
+    # -- aiosmtpd hooks ---------------------------------------------------------------------
+
+    def _timeout_cb(self):
+        """smtpd enforces smtpd_timeout per read and write instead."""
+
+    def eof_received(self):
+        """Keep the connection after the client's EOF: commands already received
+        (QUIT ...) are still answered, as Postfix does."""
+        self._reader.feed_eof()
+        return not self.tls_active
+
+    def connection_lost(self, error):
+        self.chat.lost = True
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+        if self._original_transport is not None:
+            self._original_transport.close()
+        asyncio.StreamReaderProtocol.connection_lost(self, error)
+
+    async def _handle_client(self):
+        try:
+            await self.smtpd_proto()
+        except asyncio.CancelledError:
+            pass
+        except BaseException as exc:        # never leave the session future pending
+            if not self.done.done():
+                self.done.set_exception(exc)
+            return
+        finally:
+            try:
+                await self.chat.flush()
+            except (SmtpEOF, SmtpTimeout):
+                pass
+            if self.transport is not None:
+                self.transport.close()
+        if not self.done.done():
+            self.done.set_result(None)
+
+    # -- replies -------------------------------------------------------------------------
+
+    async def reply(self, text):
+        """smtpd_chat_reply(): one reply (may hold CRLF for multi-line replies), delayed by
+        smtpd_error_sleep_time once the soft error limit is reached."""
+        state = self.state
+        delay = 0
+        if state.error_count >= self.ctx.soft_error_limit:
+            delay = self.ctx.error_sleep_time
+        if delay:
+            await self.chat.flush()
+            await asyncio.sleep(delay)
+        text = str(text)
+        if text[:1] in ("4", "5"):
+            text = self._with_footer(text)
+        lines = text.split("\r\n")
+        for n, line in enumerate(lines):
+            if self.ctx.soft_bounce and line[:1] == "5":
+                line = "4" + line[1:]
+                if line[4:5] == "5":
+                    line = line[:4] + "4" + line[5:]
+            if n + 1 < len(lines) and len(line) >= 4:
+                line = line[:3] + "-" + line[4:]
+            if msg.verbose:
+                msg.info("> %s: %s" % (state.namaddr, line))
+            self.chat.put(line)
+        if delay:
+            await self.chat.flush()
+        if text.startswith("421") or text.startswith("521"):
+            self.state.flags |= SMTPD_FLAG_HANGUP
+
+    def _with_footer(self, text):
+        """smtpd_reject_footer_maps (keyed by the reply) or smtpd_reject_footer."""
+        ctx = self.ctx
+        footer = None
+        if ctx.reject_footer_maps is not None:
+            footer = ctx.reject_footer_maps.find(text)
+        if footer is None:
+            footer = ctx.reject_footer
+        if not footer:
+            return text
+        checks = ctx.checks
+
+        def lookup(name, mode):
+            return checks.expand_lookup(self.state, name)
+        return reply_footer(text, footer, lookup, getattr(checks, "expansion_filter", None))
+
+    async def check_reply(self, method, *args):
+        """Call a restriction method; its Reply as text, or None to go on (in
+        stand-alone mode, where Postfix skips the restrictions, only the SIZE check)."""
+        if self.state.stand_alone and method != "size":
+            return None
+        result = getattr(self.ctx.checks, method)(self.state, *args)
+        return None if result is None else str(result)
+
+    # -- the session -------------------------------------------------------------------------
+
+    async def smtpd_proto(self):
+        state = self.state
+        try:
+            await self._session()
+        except SmtpTimeout:
+            state.reason = REASON_TIMEOUT
+            try:
+                await self.reply("421 4.4.2 %s Error: timeout exceeded" % self.ctx.myhostname)
+                await self.chat.flush()
+            except (SmtpEOF, SmtpTimeout):
+                pass
+        except SmtpEOF:
+            state.reason = REASON_LOST_CONNECTION
+        except SmtpQuiet:
+            pass
+        except SmtpDataError:
+            msg.info("%s: reject: %s from %s: 421 4.3.0 %s Server local data error"
+                     % (state.queue_id_or_noqueue(), state.where, state.namaddr,
+                        self.ctx.myhostname))
+            try:
+                await self.reply("421 4.3.0 %s Server local data error" % self.ctx.myhostname)
+                await self.chat.flush()
+            except (SmtpEOF, SmtpTimeout):
+                pass
+        if self.ctx.anvil_applies(state):
+            self.ctx.anvil.disconnect(state.service, state.addr)
+        self._log_abnormal_end()
+        self.mail_reset()
+        self.rcpt_reset()
+
+    async def _connection_limits(self):
+        """anvil: smtpd_client_connection_count_limit and _rate_limit; True when the
+        client was turned away with 421."""
+        state = self.state
+        ctx = self.ctx
+        if not ctx.anvil_applies(state):
+            return False
+        reply = ctx.anvil.connect(state.service, state.addr)
+        if reply is None:
+            return False
+        state.conn_count = reply.get("count", 0)
+        state.conn_rate = reply.get("rate", 0)
+        if ctx.conn_limit > 0 and state.conn_count > ctx.conn_limit:
+            msg.warn("Connection concurrency limit exceeded: %d from %s for service %s"
+                     % (state.conn_count, state.namaddr, state.service))
+        elif ctx.conn_rate_limit > 0 and state.conn_rate > ctx.conn_rate_limit:
+            msg.warn("Connection rate limit exceeded: %d from %s for service %s"
+                     % (state.conn_rate, state.namaddr, state.service))
+        else:
+            return False
+        await self.reply("421 4.7.0 %s Error: too many connections from %s"
+                         % (ctx.myhostname, state.addr))
+        return True
+
+    async def event_rate_exceeded(self, request, limit):
+        """The anvil rate of a MAIL (`message`) or RCPT/VRFY (`recipient`) event, when
+        it exceeds its limit; else None."""
+        state = self.state
+        if limit <= 0 or not self.ctx.anvil_applies(state):
+            return None
+        rate = self.ctx.anvil.rate(request, state.service, state.addr)
+        return rate if rate is not None and rate > limit else None
+
+    def _log_abnormal_end(self):
+        state = self.state
+        if not (state.reason and state.where):
+            return
+        if state.where == SMTPD_AFTER_DATA:
+            msg.info("%s after DATA (%d bytes) from %s"
+                     % (state.reason, state.act_size + len(self.chat.inbuf), state.namaddr))
+        elif state.where == SMTPD_AFTER_BDAT:
+            msg.info("%s after BDAT (%d bytes) from %s"
+                     % (state.reason, state.act_size + len(self.chat.inbuf), state.namaddr))
+        elif state.where != SMTPD_AFTER_EOM or state.reason != REASON_LOST_CONNECTION:
+            msg.info("%s after %s from %s" % (state.reason, state.where, state.namaddr))
+
+    async def _greet(self):
+        """The client restrictions (without smtpd_delay_reject) or the banner."""
+        state = self.state
+        err = None
+        if not self.ctx.delay_reject:
+            err = await self.check_reply("client")
+        if err is not None:
+            state.access_denied = err
+            await self.reply(err)
+            state.error_count += 1
+        else:
+            await self.reply("220 %s" % self.ctx.banner)
+
+    async def _session(self):
+        """smtpd_proto()'s main loop; XCLIENT starts it over."""
+        while True:
+            try:
+                return await self._session_once()
+            except XclientRestart:
+                continue
+
+    async def _session_once(self):
+        state = self.state
+        ctx = self.ctx
+        if ctx.tls.wrappermode and state.tls_context is None:
+            if ctx.tls.context is None:
+                msg.warn("Wrapper-mode request dropped from %s for service %s. TLS context "
+                         "initialization failed. For details see earlier warnings in your "
+                         "logs." % (state.namaddr, state.service))
+                return
+            if self.ctx.tls_rate_limit > 0 and self.ctx.anvil_applies(state) \
+                    and (self.ctx.anvil.rate("newtls_status", state.service, state.addr)
+                         or 0) > self.ctx.tls_rate_limit:
+                msg.warn("Refusing TLS service request from %s for service %s"
+                         % (state.namaddr, state.service))
+                return
+            await self.start_tls()
+        if await self._flag_ill_pipelining() and ctx.forbid_unauth_pipelining:
+            await self.reply("554 5.5.0 Error: SMTP protocol synchronization")
+            return
+        if await self._connection_limits():
+            return
+        state.ehlo_discard_mask = ctx.ehlo_discard_mask(state)
+        await self._greet()
+        if ctx.sasl_enable and state.sasl_server is None and state.tls_context is None \
+                and not ctx.tls.auth_only:
+            self.sasl_activate("smtpd_sasl_security_options")
+        while True:
+            if self.state.flags & SMTPD_FLAG_HANGUP:
+                break
+            if state.error_count >= ctx.hard_error_limit:
+                state.reason = REASON_ERROR_LIMIT
+                await self.reply("421 4.7.0 %s Error: too many errors" % ctx.myhostname)
+                break
+            raw, complete = await self.chat.get(ctx.line_limit, skip=True)
+            self.buffer = raw.decode("utf-8", "surrogateescape")
+            if not complete:
+                msg.warn("%s: request longer than %d: %.30s..."
+                         % (state.namaddr, ctx.line_limit, msg.printable(self.buffer)))
+            if msg.verbose:
+                msg.info("< %s: %s" % (state.namaddr, self.buffer))
+            if self.chat.got_bare_lf & ctx.BARE_LF_REPLY_REJECT:
+                self.log_whatsup("reject", "bare <LF> received")
+                await self.reply("%d 5.5.2 %s Error: bare <LF> received"
+                                 % (ctx.bare_lf_code, ctx.myhostname))
+                break
+            if ctx.smtputf8_enable and not _valid_utf8(raw):
+                await self.reply("500 5.5.2 Error: bad UTF-8 syntax")
+                state.error_count += 1
+                continue
+            argv = smtpd_token(self.buffer)
+            if not argv:
+                await self.reply("500 5.5.2 Error: bad syntax")
+                state.error_count += 1
+                continue
+            if ctx.noop_cmds is not None and ctx.noop_cmds.match(argv[0].strval):
+                await self.reply("250 2.0.0 Ok")
+                state.junk_cmds += 1
+                if state.junk_cmds - 1 > ctx.junk_cmd_limit:
+                    state.error_count += 1
+                continue
+            if await self._one_command(argv) is False:
+                break
+
+    async def _one_command(self, argv):
+        """Dispatch one command; False ends the session."""
+        state = self.state
+        ctx = self.ctx
+        name = argv[0].strval.upper()
+        stat = next((s for s in self.stats if s.name == name), self.unknown)
+        stat.total += 1
+        if stat is self.unknown:
+            state.where = SMTPD_CMD_UNKNOWN
+            if is_header(argv[0].strval) or (
+                    ctx.forbid_cmds is not None and ctx.forbid_cmds.match(argv[0].strval)):
+                msg.warn("non-SMTP command from %s: %.100s"
+                         % (state.namaddr, escape(self.buffer.encode("utf-8",
+                                                                      "surrogateescape"))))
+                await self.reply("221 2.7.0 Error: I can break rules, too. Goodbye.")
+                return False
+        if state.access_denied and name != "QUIT":
+            if state.access_denied[1:3] == "21":
+                await self.reply(state.access_denied)
+                return True
+            await self.reply("503 5.7.0 Error: access denied for %s" % state.namaddr)
+            state.error_count += 1
+            return True
+        if stat is self.unknown:
+            await self.reply("500 5.5.2 Error: command not recognized")
+            state.error_count += 1
+            return True
+        if ctx.tls.enforce_tls and not state.tls_context and not stat.flags & FLAG_PRE_TLS:
+            await self.reply("530 5.7.0 Must issue a STARTTLS command first")
+            state.error_count += 1
+            return True
+        state.where = name
+        if (state.protocol.upper() != MAIL_PROTO_ESMTP or stat.flags & FLAG_LAST) \
+                and await self._flag_ill_pipelining() and ctx.forbid_unauth_pipelining:
+            await self.reply("554 5.5.0 Error: SMTP protocol synchronization")
+            return False
+        method = getattr(self, "cmd_" + name.lower())
+        if await method(argv) != 0:
+            state.error_count += 1
+        else:
+            stat.success += 1
+        if stat.flags & FLAG_LIMIT:
+            state.junk_cmds += 1
+            if state.junk_cmds - 1 > ctx.junk_cmd_limit:
+                state.error_count += 1
+        return name != "QUIT"
+
+    async def _flag_ill_pipelining(self):
+        """smtpd_flag_ill_pipelining(): input that arrived before our reply."""
+        if self.state.flags & SMTPD_FLAG_ILL_PIPELINING or self.state.stand_alone:
+            return False
+        pending = self.chat.pending_input()
+        if not pending:
+            return False
+        msg.info("improper command pipelining after %s from %s: %s"
+                 % (self.state.where, self.state.namaddr, escape(pending[:100])))
+        self.state.flags |= SMTPD_FLAG_ILL_PIPELINING
+        return True
+
+    def log_whatsup(self, action, text):
+        """log_whatsup(): `<queue id>: <action>: <where> from <client>: <text>; from=..."""
+        msg.info("%s: %s: %s from %s: %s;%s"
+                 % (self.state.queue_id_or_noqueue(), action, self.state.where,
+                    self.state.namaddr, text, self.whatsup()))
+
+    def whatsup(self):
+        """smtpd_whatsup(): ` from=<s> to=<r> proto=P helo=<h>` as far as known."""
+        state = self.state
+        out = ""
+        if state.sender is not None:
+            out += " from=<%s>" % self.ctx.log_addr(state.sender)
+        if state.recipient is not None:
+            out += " to=<%s>" % self.ctx.log_addr(state.recipient)
+        if state.protocol:
+            out += " proto=%s" % state.protocol
+        if state.helo_name:
+            out += " helo=<%s>" % state.helo_name
+        return out
+
+    def format_cmd_stats(self):
+        """smtpd_format_cmd_stats(): ` ehlo=1 mail=1 ... commands=N[/M]`."""
+        out = []
+        ok = total = 0
+        for stat in self.stats + [self.unknown]:
+            if stat.total > 0:
+                item = " %s=%d" % ((stat.name or "unknown").lower(), stat.success)
+                if stat.success != stat.total:
+                    item += "/%d" % stat.total
+                out.append(item)
+                ok += stat.success
+                total += stat.total
+        out.append(" commands=%d" % ok)
+        if ok != total or total == 0:
+            out.append("/%d" % total)
+        return "".join(out)
+
+    # -- HELO, EHLO --------------------------------------------------------------------
+
+    async def _helo_common(self, argv, verb):
+        state = self.state
+        if len(argv) < 2:
+            await self.reply("501 Syntax: %s hostname" % verb)
+            return -1
+        helo = " ".join(a.strval for a in argv[1:])
+        if not self.ctx.delay_reject:
+            err = await self.check_reply("helo", helo)
+            if err is not None:
+                await self.reply(err)
+                return -1
+        self.mail_reset()
+        self.rcpt_reset()
+        state.helo_name = _neuter(msg.printable(helo))
+        return 0
+
+    async def cmd_helo(self, argv):
+        if await self._helo_common(argv, "HELO") < 0:
+            return -1
+        state = self.state
+        if state.protocol.upper() not in (MAIL_PROTO_ESMTP, MAIL_PROTO_SMTP):
+            state.protocol = MAIL_PROTO_SMTP
+        await self.reply("250 %s" % self.ctx.myhostname)
+        return 0
+
+    async def cmd_ehlo(self, argv):
+        if await self._helo_common(argv, "EHLO") < 0:
+            return -1
+        state = self.state
+        ctx = self.ctx
+        if state.protocol.upper() != MAIL_PROTO_ESMTP:
+            state.protocol = MAIL_PROTO_ESMTP
+        discard = state.ehlo_discard_mask
+        if discard and not discard & E.MASK_ENHANCEDSTATUSCODES \
+                and not discard & E.MASK_SILENT:
+            msg.info("discarding EHLO keywords: %s" % E.str_ehlo_mask(discard))
+        if state.ehlo_discard_error:
+            msg.warn("don't know what EHLO features to announce to %s" % state.namaddr)
+            raise SmtpDataError()
+        words = [ctx.myhostname]
+        if not discard & E.MASK_PIPELINING:
+            words.append("PIPELINING")
+        if not discard & E.MASK_SIZE:
+            words.append("SIZE %d" % ctx.message_limit if ctx.message_limit > 0 else "SIZE")
+        if not discard & E.MASK_VRFY and not ctx.disable_vrfy:
+            words.append("VRFY")
+        if not discard & E.MASK_ETRN:
+            words.append("ETRN")
+        if not discard & E.MASK_STARTTLS and ctx.tls.use_tls and not state.tls_context:
+            words.append("STARTTLS")
+        if not discard & E.MASK_AUTH and state.sasl_server is not None:
+            words.append("AUTH %s" % state.sasl_mechanism_list)
+            if ctx.broken_sasl_auth_clients:
+                words.append("AUTH=%s" % state.sasl_mechanism_list)
+        if not discard & E.MASK_XCLIENT and state.xclient_allowed:
+            words.append("XCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN "
+                         "DESTADDR DESTPORT")
+        if not discard & E.MASK_XFORWARD and state.xforward_allowed:
+            words.append("XFORWARD NAME ADDR PROTO HELO SOURCE PORT IDENT")
+        if not discard & E.MASK_ENHANCEDSTATUSCODES:
+            words.append("ENHANCEDSTATUSCODES")
+        if not discard & E.MASK_8BITMIME:
+            words.append("8BITMIME")
+        if not discard & E.MASK_DSN:
+            words.append("DSN")
+        if ctx.smtputf8_enable and not discard & E.MASK_SMTPUTF8:
+            words.append("SMTPUTF8")
+        if not discard & E.MASK_CHUNKING:
+            words.append("CHUNKING")
+        for n, word in enumerate(words):
+            await self.reply("250%s%s" % ("-" if n + 1 < len(words) else " ", word))
+        return 0
+
+    # -- RSET, NOOP, QUIT, VRFY, ETRN ------------------------------------------------------
+
+    async def cmd_rset(self, argv):
+        if len(argv) != 1:
+            await self.reply("501 5.5.4 Syntax: RSET")
+            return -1
+        self.mail_reset()
+        self.rcpt_reset()
+        await self.reply("250 2.0.0 Ok")
+        return 0
+
+    async def cmd_noop(self, argv):
+        await self.reply("250 2.0.0 Ok")
+        return 0
+
+    async def cmd_quit(self, argv):
+        await self.reply("221 2.0.0 Bye")
+        await self.chat.flush()
+        return 0
+
+    async def cmd_vrfy(self, argv):
+        ctx = self.ctx
+        if ctx.disable_vrfy:
+            await self.reply("502 5.5.1 VRFY command is disabled")
+            return -1
+        smtputf8 = False
+        if ctx.smtputf8_enable and not self.state.ehlo_discard_mask & E.MASK_SMTPUTF8 \
+                and len(argv) > 1 and argv[-1].strval.upper() == "SMTPUTF8":
+            argv = argv[:-1]
+            smtputf8 = True
+        if len(argv) < 2:
+            await self.reply("501 5.5.4 Syntax: VRFY address%s"
+                             % (" [SMTPUTF8]" if ctx.smtputf8_enable else ""))
+            return -1
+        rate = await self.event_rate_exceeded("recipient", ctx.rcpt_rate_limit)
+        if rate is not None:
+            msg.warn("Recipient address rate limit exceeded: %d from %s for service %s"
+                     % (rate, self.state.namaddr, self.state.service))
+            await self.reply("450 4.7.1 Error: too many recipients from %s" % self.state.addr)
+            return -1
+        arg = " ".join(a.strval for a in argv[1:])
+        addr = self.extract_addr(arg, allow_empty=False, strict=False, smtputf8=smtputf8)
+        if addr is None:
+            await self.reply("501 5.1.3 Bad recipient address syntax")
+            return -1
+        if not smtputf8 and ctx.strict_smtputf8 and not addr.isascii():
+            self.mail_reset()
+            await self.reply("553 5.6.7 Must declare SMTPUTF8 to send unicode address")
+            return -1
+        err = await self.check_reply("vrfy", addr)
+        if err is not None:
+            await self.reply(err)
+            return -1
+        await self.reply("252 2.0.0 %s" % arg)
+        return 0
+
+    async def cmd_etrn(self, argv):
+        state = self.state
+        if self.ctx.helo_required and state.helo_name is None:
+            await self.reply("503 Error: send HELO/EHLO first")
+            return -1
+        if state.in_mail_transaction():
+            await self.reply("503 Error: MAIL transaction in progress")
+            return -1
+        if len(argv) != 2:
+            await self.reply("500 Syntax: ETRN domain")
+            return -1
+        domain = argv[1].strval
+        if domain[:1] in ("@", "#"):
+            domain = domain[1:]
+        if not valid_hostname(domain) and not _valid_mailhost_literal(domain):
+            await self.reply("501 Error: invalid parameter syntax")
+            return -1
+        if state.stand_alone:
+            msg.warn('do not use ETRN in "sendmail -bs" mode')
+            await self.reply("458 Unable to queue messages")
+            return -1
+        err = await self.check_reply("etrn", domain)
+        if err is not None:
+            await self.reply(err)
+            return -1
+        if not self.ctx.flush_domains.match(domain):
+            if self.ctx.flush_domains.error:
+                msg.warn("unable to talk to fast flush service")
+                await self.reply("458 Unable to queue messages")
+                return -1
+            msg.warn("reject: ETRN %.100s... from %s" % (domain, state.namaddr))
+            await self.reply("459 <%s>: service unavailable" % domain)
+            return -1
+        # The fast flush service (flush(8)) is not part of pyfix yet: Postfix's answer
+        # when it cannot talk to it.
+        msg.warn("unable to talk to fast flush service")
+        await self.reply("458 Unable to queue messages")
+        return -1
+
+class _NoHandler:
+    """aiosmtpd wants a handler object; SmtpdProtocol handles everything itself."""
+
+
+def _neuter(text):
+    """neuter(NEUTER_CHARACTERS): characters that could break a log line or header."""
+    return "".join("?" if ch in NEUTER_CHARACTERS else ch for ch in text)
+
+
+def _valid_utf8(raw):
+    try:
+        raw.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def _valid_mailhost_literal(text):
+    if len(text) < 3 or text[0] != "[" or text[-1] != "]":
+        return False
+    from pyfix.common.valid_hostname import valid_hostaddr
+    inner = text[1:-1]
+    if inner.lower().startswith("ipv6:"):
+        inner = inner[5:]
+    return valid_hostaddr(inner)
