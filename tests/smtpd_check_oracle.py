@@ -90,6 +90,7 @@ class State:
         ipv6 = client.addr.lower().startswith("ipv6:")
         self.addr = client.addr[5:] if ipv6 else client.addr
         self.port = "4711"
+        self.stand_alone = False                # smtpd -S (sendmail -bs) skips checks
         self.namaddr = "%s[%s]" % (self.name, self.addr)
         self.rfc_addr = client.addr
         self.addr_family = 10 if ipv6 else 2
