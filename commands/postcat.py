@@ -26,7 +26,6 @@ Python runtime before postcat starts (a named directory is handled as Postfix do
 import errno
 import os
 import signal
-import stat
 import sys
 import time
 
@@ -41,6 +40,7 @@ from pyfix.queue.mail_queue import HOLD, INCOMING, ACTIVE, DEFERRED, MAILDROP, S
 from pyfix.common.clean_env import import_env, update_env
 from pyfix.common.std_fds import open_standard_fds
 from pyfix.commands.queue_tools import Stdout, getopt_complaint
+from pyfix.commands.postcat_input import fd_stream, open_file
 
 OPTSTRING = "bc:dehoqrs:v"
 
@@ -62,99 +62,6 @@ QUEUE_NAMES = (MAILDROP, INCOMING, ACTIVE, DEFERRED, HOLD, SAVED)
 USAGE = ("usage: %s [-b (body text)] [-c config_dir] [-d (decimal record type)]"
          " [-e (envelope records)] [-h (header text)] [-q (access queue)] [-v]"
          " [file(s)...]")
-
-
-class PipeReader:
-    """Standard input that cannot seek: reads are counted so that tell() works until
-    the first seek, which fails as lseek() does on a pipe."""
-
-    def __init__(self, raw):
-        self.raw = raw
-        self.offset = 0
-        self.seekable = False
-
-    def read(self, size=-1):
-        data = self.raw.read(size)
-        self.offset += len(data)
-        return data
-
-    def tell(self):
-        raise OSError(errno.ESPIPE, os.strerror(errno.ESPIPE))
-
-    def seek(self, offset, whence=0):
-        raise OSError(errno.ESPIPE, os.strerror(errno.ESPIPE))
-
-
-class ReadErrors:
-    """A stream whose read error ends the input, as VSTREAM_GETC() then returns EOF; the
-    error is reported when the stream is closed (vstream_fclose() fails with it)."""
-
-    def __init__(self, stream):
-        self.stream = stream
-        self.error = None
-
-    def read(self, size=-1):
-        if self.error is not None:
-            return b""
-        try:
-            return self.stream.read(size)
-        except OSError as exc:
-            self.error = exc
-            return b""
-
-    def tell(self):
-        return self.stream.tell()
-
-    def seek(self, offset, whence=0):
-        return self.stream.seek(offset, whence)
-
-    def close(self):
-        """None, or the read error to report."""
-        self.stream.close()
-        return self.error
-
-
-class _Directory:
-    """A directory opened for reading (open() allows it, every read() fails)."""
-
-    def __init__(self, fd, closefd=True):
-        self.fd = fd
-        self.closefd = closefd
-
-    def read(self, size=-1):
-        raise OSError(errno.EISDIR, os.strerror(errno.EISDIR))
-
-    def tell(self):
-        return os.lseek(self.fd, 0, os.SEEK_CUR)
-
-    def seek(self, offset, whence=0):
-        return os.lseek(self.fd, offset, whence)
-
-    def close(self):
-        if self.closefd:
-            os.close(self.fd)
-
-
-def _fd_stream(fd, closefd=True):
-    """A binary stream on fd, also when fd is a directory (Python's open() refuses
-    those; Postfix opens them and fails to read)."""
-    if stat.S_ISDIR(os.fstat(fd).st_mode):
-        return ReadErrors(_Directory(fd, closefd))
-    try:
-        os.lseek(fd, 0, os.SEEK_CUR)
-    except OSError:
-        return ReadErrors(PipeReader(open(fd, "rb", closefd=closefd)))
-    return ReadErrors(open(fd, "rb", closefd=closefd))
-
-
-def open_file(path):
-    """vstream_fopen(path, O_RDONLY): a stream, or OSError."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return _fd_stream(fd)
-    except OSError:
-        os.close(fd)
-        raise
 
 
 def _cstr(data):
@@ -539,7 +446,7 @@ def run(argv):
     try:
         if not args:
             cat.path_text = "stdin"
-            cat.show(_fd_stream(0, closefd=False), b"stdin", is_stdin=True)
+            cat.show(fd_stream(0, closefd=False), b"stdin", is_stdin=True)
         elif flags & FLAG_SEARCH_QUEUE:
             queue_dir = config.get("queue_directory")
             try:

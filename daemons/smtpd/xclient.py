@@ -13,6 +13,7 @@ import ipaddress
 from pyfix.common import msg
 from pyfix.common.valid_hostname import valid_hostname
 
+from pyfix.daemons.smtpd.commands import neuter
 from pyfix.daemons.smtpd.state import (
     AF_INET, AF_INET6, CLIENT_ATTR_UNKNOWN, MAIL_PROTO_ESMTP, MAIL_PROTO_SMTP,
     SMTPD_PEER_CODE_OK, SMTPD_PEER_CODE_PERM, SMTPD_PEER_CODE_TEMP)
@@ -46,11 +47,6 @@ def normalize_mailhost_addr(text, ipv6_enabled=False):
             return None
         return "IPv6:" + str(ip), str(ip), AF_INET6
     return str(ip), str(ip), AF_INET
-
-
-def _neuter(text):
-    from pyfix.daemons.smtpd.proto import NEUTER_CHARACTERS
-    return "".join("?" if ch in NEUTER_CHARACTERS else ch for ch in text)
 
 
 def _port_ok(value):
@@ -113,9 +109,9 @@ class XclientCommands:
                 if value.upper() == UNAVAILABLE:
                     state.addr = state.rfc_addr = CLIENT_ATTR_UNKNOWN
                 else:
-                    norm = normalize_mailhost_addr(_neuter(value), self.ctx.ipv6_enabled)
+                    norm = normalize_mailhost_addr(neuter(value), self.ctx.ipv6_enabled)
                     if norm is None:
-                        await self.reply("501 5.5.4 Bad %s syntax: %s" % (name, _neuter(value)))
+                        await self.reply("501 5.5.4 Bad %s syntax: %s" % (name, neuter(value)))
                         return -1
                     state.rfc_addr, state.addr, state.addr_family = norm
             elif name in ("PORT", "DESTPORT"):
@@ -132,9 +128,9 @@ class XclientCommands:
                 if value.upper() == UNAVAILABLE:
                     state.dest_addr = CLIENT_ATTR_UNKNOWN
                 else:
-                    norm = normalize_mailhost_addr(_neuter(value), self.ctx.ipv6_enabled)
+                    norm = normalize_mailhost_addr(neuter(value), self.ctx.ipv6_enabled)
                     if norm is None:
-                        await self.reply("501 5.5.4 Bad %s syntax: %s" % (name, _neuter(value)))
+                        await self.reply("501 5.5.4 Bad %s syntax: %s" % (name, neuter(value)))
                         return -1
                     state.dest_addr = norm[1]
             elif name == "HELO":
@@ -144,7 +140,7 @@ class XclientCommands:
                     await self.reply(bad)
                     return -1
                 else:
-                    value = _neuter(value)
+                    value = neuter(value)
                 state.helo_name = value
                 got_helo = True
             elif name == "PROTO":
@@ -188,7 +184,7 @@ class XclientCommands:
                 return -1
             if name == "NAME":
                 if not unavailable:
-                    value = _neuter(value)
+                    value = neuter(value)
                     if not valid_hostname(value):
                         await self.reply("501 5.5.4 Bad %s syntax: %s" % (name, value))
                         return -1
@@ -197,9 +193,9 @@ class XclientCommands:
                 if unavailable:
                     xf.addr = CLIENT_ATTR_UNKNOWN
                 else:
-                    norm = normalize_mailhost_addr(_neuter(value), self.ctx.ipv6_enabled)
+                    norm = normalize_mailhost_addr(neuter(value), self.ctx.ipv6_enabled)
                     if norm is None:
-                        await self.reply("501 5.5.4 Bad %s syntax: %s" % (name, _neuter(value)))
+                        await self.reply("501 5.5.4 Bad %s syntax: %s" % (name, neuter(value)))
                         return -1
                     xf.rfc_addr, xf.addr = norm[0], norm[1]
             elif name == "PORT":
@@ -208,14 +204,14 @@ class XclientCommands:
                     return -1
                 xf.port = CLIENT_ATTR_UNKNOWN if unavailable else value
             elif name == "HELO":
-                xf.helo_name = None if unavailable else _neuter(value)
+                xf.helo_name = None if unavailable else neuter(value)
             elif name == "PROTO":
                 if not unavailable and len(value) > 64:
                     await self.reply(bad)
                     return -1
-                xf.protocol = CLIENT_ATTR_UNKNOWN if unavailable else _neuter(value)
+                xf.protocol = CLIENT_ATTR_UNKNOWN if unavailable else neuter(value)
             elif name == "IDENT":
-                xf.ident = None if unavailable else _neuter(value)
+                xf.ident = None if unavailable else neuter(value)
             elif name == "SOURCE":
                 value = "LOCAL" if unavailable else value
                 context = {"LOCAL": "local", "REMOTE": "remote"}.get(value.upper())
