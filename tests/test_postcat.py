@@ -279,18 +279,20 @@ def pyfix_files(site):
 @pytest.fixture(scope="module")
 def pyfix_site():
     site = QueueSite(prefix="pc")
-    files = pyfix_files(site)
-    ids = {"deferred": site.add_message("deferred", "q@example.com", ["r@example.net"],
-                                        body=[b"in deferred"]),
-           "hold": site.add_message("hold", "h@example.com", ["r@example.net"]),
-           "maildrop": site.add_file("maildrop", build_message(
-               "m@example.com", ["r@example.net"], with_size=False), mode=0o744),
-           "long": site.add_message("deferred", "long@example.com", ["r@example.net"],
-                                    long_ids=True),
-           "saved": site.add_message("saved", "s@example.com", ["r@example.net"])}
-    site.fix_owner()
-    yield site, files, ids
-    site.remove()
+    try:
+        files = pyfix_files(site)
+        ids = {"deferred": site.add_message("deferred", "q@example.com", ["r@example.net"],
+                                            body=[b"in deferred"]),
+               "hold": site.add_message("hold", "h@example.com", ["r@example.net"]),
+               "maildrop": site.add_file("maildrop", build_message(
+                   "m@example.com", ["r@example.net"], with_size=False), mode=0o744),
+               "long": site.add_message("deferred", "long@example.com", ["r@example.net"],
+                                        long_ids=True),
+               "saved": site.add_message("saved", "s@example.com", ["r@example.net"])}
+        site.fix_owner()
+        yield site, files, ids
+    finally:
+        site.remove()
 
 
 OPTION_SETS = [[], ["-q"], ["-e"], ["-h"], ["-b"], ["-eh"], ["-hb"], ["-eb"], ["-ehb"],
