@@ -17,7 +17,11 @@ is skipped with Postfix's warning. The optional `domain` parameter (a string lis
 literals, /file, type:table) limits the lookups to addresses in those domains.
 """
 
+import os
+
 from pyfix.common import msg
+from pyfix.maps.cfg_parser import CfgParser
+from pyfix.maps.dict import SurrogateDict
 
 KEY_DOMAIN = 1 << 0
 KEY_USER = 1 << 1
@@ -258,3 +262,35 @@ def prepare_key(table, key, where, check_utf8=True):
     if table.flags & FLAG_FOLD_FIX:
         key = lowercase(key)
     return key
+
+
+def domain_allows(table, key, skipping):
+    """The `domain` filter before a lookup: True to query. False answers "not found";
+    on a lookup error in the domain list the table's error is set, else `skipping` is
+    logged when verbose."""
+    status = table.ctx.check_domain(key)
+    if status > 0:
+        return True
+    if status < 0:
+        table.error = status
+    elif msg.verbose:
+        msg.info(skipping)
+    return False
+
+
+def open_client_table(dict_type, table_class, name, open_flags, dict_flags, package=None):
+    """Open an SQL or LDAP table from its client file: read-only, the client library
+    present (`package` names the missing one), the file readable; else a surrogate."""
+    def surrogate(reason):
+        return SurrogateDict(dict_type, name, open_flags, dict_flags, reason)
+
+    if open_flags != os.O_RDONLY:
+        return surrogate("%s:%s map requires O_RDONLY access mode" % (dict_type, name))
+    if package:
+        return surrogate("unsupported dictionary type: %s (Python package %s missing)"
+                         % (dict_type, package))
+    try:
+        parser = CfgParser(name)
+    except OSError as exc:
+        return surrogate("open %s: %s" % (name, msg.strerror(exc)))
+    return table_class(name, open_flags, dict_flags, parser)

@@ -22,7 +22,6 @@ which is opened when first needed and reopened once when the server has gone awa
 """
 
 import contextlib
-import os
 import ssl
 import sys
 
@@ -30,8 +29,7 @@ from pyfix.common import msg
 from pyfix.common.strings import tokens
 
 from pyfix.maps import db_common, libldap
-from pyfix.maps.cfg_parser import CfgParser
-from pyfix.maps.dict import ERR_RETRY, FLAG_FIXED, FLAG_PATTERN, Dict, SurrogateDict
+from pyfix.maps.dict import ERR_RETRY, FLAG_FIXED, FLAG_PATTERN, Dict
 from pyfix.maps.ldap_conn import LdapConnection, ldap3, shared_connection
 
 TYPE = "ldap"
@@ -239,14 +237,9 @@ class LdapDict(Dict):
         key = db_common.prepare_key(self, key, "%s: %s" % (where, self.parser.name))
         if key is None:
             return None
-        domain_rc = self.ctx.check_domain(key)
-        if domain_rc == 0:
-            if msg.verbose:
-                msg.info("%s: %s: Skipping lookup of key '%s': domain mismatch"
-                         % (where, self.parser.name, key))
-            return None
-        if domain_rc < 0:
-            self.error = domain_rc
+        if not db_common.domain_allows(
+                self, key, "%s: %s: Skipping lookup of key '%s': domain mismatch"
+                % (where, self.parser.name, key)):
             return None
         if not self.conn.connected and not self._connect():
             return None
@@ -471,16 +464,5 @@ def _values_of(entry, name):
 
 
 def open_ldap(name, open_flags, dict_flags):
-    if open_flags != os.O_RDONLY:
-        return SurrogateDict(TYPE, name, open_flags, dict_flags,
-                             "%s:%s map requires O_RDONLY access mode" % (TYPE, name))
-    if ldap3 is None:
-        return SurrogateDict(TYPE, name, open_flags, dict_flags,
-                             "unsupported dictionary type: %s (Python package ldap3 missing)"
-                             % TYPE)
-    try:
-        parser = CfgParser(name)
-    except OSError as exc:
-        return SurrogateDict(TYPE, name, open_flags, dict_flags,
-                             "open %s: %s" % (name, msg.strerror(exc)))
-    return LdapDict(name, open_flags, dict_flags, parser)
+    return db_common.open_client_table(TYPE, LdapDict, name, open_flags, dict_flags,
+                                       package="ldap3" if ldap3 is None else None)

@@ -23,7 +23,6 @@ escaped with libpq's PQescapeStringConn() for that connection before it goes int
 query. Every column of every row is a result value (an SQL NULL is an empty value).
 """
 
-import os
 import random
 import time
 
@@ -37,8 +36,7 @@ except ImportError:             # the table type then says that psycopg is missi
     pq = make_conninfo = None
 
 from pyfix.maps import db_common
-from pyfix.maps.cfg_parser import CfgParser
-from pyfix.maps.dict import ERR_RETRY, FLAG_FIXED, FLAG_PATTERN, Dict, SurrogateDict
+from pyfix.maps.dict import ERR_RETRY, FLAG_FIXED, FLAG_PATTERN, Dict
 
 TYPE = "pgsql"
 STAT_ACTIVE, STAT_FAIL, STAT_UNTRIED = 1, 2, 4
@@ -157,13 +155,8 @@ class PgsqlDict(Dict):
                                     check_utf8=False)
         if key is None:
             return None
-        domain_rc = self.ctx.check_domain(key)
-        if domain_rc == 0:
-            if msg.verbose:
-                msg.info("%s: Skipping lookup of '%s'" % (where, key))
-            return None
-        if domain_rc < 0:
-            self.error = domain_rc
+        skipping = "%s: Skipping lookup of '%s'" % (where, key)
+        if not db_common.domain_allows(self, key, skipping):
             return None
         if self.ctx.expand(self.query, key) is None:
             return None
@@ -318,16 +311,5 @@ class PgsqlDict(Dict):
 
 
 def open_pgsql(name, open_flags, dict_flags):
-    if open_flags != os.O_RDONLY:
-        return SurrogateDict(TYPE, name, open_flags, dict_flags,
-                             "%s:%s map requires O_RDONLY access mode" % (TYPE, name))
-    if pq is None:
-        return SurrogateDict(TYPE, name, open_flags, dict_flags,
-                             "unsupported dictionary type: %s (Python package psycopg missing)"
-                             % TYPE)
-    try:
-        parser = CfgParser(name)
-    except OSError as exc:
-        return SurrogateDict(TYPE, name, open_flags, dict_flags,
-                             "open %s: %s" % (name, msg.strerror(exc)))
-    return PgsqlDict(name, open_flags, dict_flags, parser)
+    return db_common.open_client_table(TYPE, PgsqlDict, name, open_flags, dict_flags,
+                                       package="psycopg" if pq is None else None)

@@ -14,14 +14,12 @@ results are joined with commas. A query that SQLite cannot prepare is a fatal er
 in Postfix; a failure while the rows are read is a temporary error (ERR_RETRY).
 """
 
-import os
 import sqlite3
 
 from pyfix.common import msg
 
 from pyfix.maps import db_common
-from pyfix.maps.cfg_parser import CfgParser
-from pyfix.maps.dict import ERR_RETRY, FLAG_FIXED, FLAG_PATTERN, Dict, SurrogateDict
+from pyfix.maps.dict import ERR_RETRY, FLAG_FIXED, FLAG_PATTERN, Dict
 
 TYPE = "sqlite"
 # Errors SQLite reports while stepping through rows rather than preparing the query.
@@ -66,13 +64,8 @@ class SqliteDict(Dict):
         key = db_common.prepare_key(self, key, where)
         if key is None:
             return None
-        domain_rc = self.ctx.check_domain(key)
-        if domain_rc == 0:
-            if msg.verbose:
-                msg.info("%s: Skipping lookup of '%s'" % (where, key))
-            return None
-        if domain_rc < 0:
-            self.error = domain_rc
+        skipping = "%s: Skipping lookup of '%s'" % (where, key)
+        if not db_common.domain_allows(self, key, skipping):
             return None
         query = self.ctx.expand(self.query, key, quote=quote)
         if query is None:
@@ -143,12 +136,4 @@ def split_statement(query):
 
 
 def open_sqlite(name, open_flags, dict_flags):
-    if open_flags != os.O_RDONLY:
-        return SurrogateDict(TYPE, name, open_flags, dict_flags,
-                             "%s:%s map requires O_RDONLY access mode" % (TYPE, name))
-    try:
-        parser = CfgParser(name)
-    except OSError as exc:
-        return SurrogateDict(TYPE, name, open_flags, dict_flags,
-                             "open %s: %s" % (name, msg.strerror(exc)))
-    return SqliteDict(name, open_flags, dict_flags, parser)
+    return db_common.open_client_table(TYPE, SqliteDict, name, open_flags, dict_flags)
