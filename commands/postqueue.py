@@ -8,7 +8,8 @@ Both read the listing from the showq service (public/showq, Postfix's attr0 prot
 when that service cannot be reached, root gets the listing from showq run directly
 (`Mail system is down -- accessing queue directly`), anybody else an error. -f asks qmgr
 to retry all deferred mail and pickup to look at the maildrop; -s and -i ask the flush
-service to deliver mail for one site (fast_flush_domains) or one message.
+service to deliver mail for one site (fast_flush_domains) or one message, through
+common/flush_clnt.py.
 
 The program is meant to run set-gid postdrop, as Postfix's: its name in messages is
 always `postqueue`, main.cf is read after the options, the environment is reduced to
@@ -29,7 +30,9 @@ import stat
 import sys
 import time
 
-from pyfix.common import attr, maillog, msg
+from pyfix.common import attr, flush_clnt, maillog, msg
+from pyfix.common.flush_clnt import FLUSH_STAT_BAD, FLUSH_STAT_DENY, FLUSH_STAT_FAIL, \
+    FLUSH_STAT_OK
 from pyfix.common.config import CONFIG_ENV, Config
 from pyfix.common.getopt import GetoptError, iter_getopt
 from pyfix.common.clean_env import clean_env, import_env
@@ -38,8 +41,6 @@ from pyfix.common.user_acl import check_user_acl_byuid
 from pyfix.common.valid_hostname import valid_hostname, valid_ipv4_hostaddr, \
     valid_ipv6_hostaddr
 from pyfix.maps import mkmap
-from pyfix.maps.match_list import MATCH_FLAG_NONE, MATCH_FLAG_PARENT, MATCH_FLAG_RETURN, \
-    domain_list
 from pyfix.queue.mail_queue import queue_id_ok
 
 from pyfix.commands.postqueue_show import fatal_status, showq_client
@@ -53,9 +54,6 @@ USAGE = ("usage: postqueue -f | postqueue -i queueid | postqueue -j | postqueue 
 
 MODE_DEFAULT, MODE_MAILQ_LIST, MODE_FLUSH_QUEUE, MODE_FLUSH_SITE, MODE_FLUSH_FILE, \
     MODE_JSON_LIST = range(6)
-
-FLUSH_PROTOCOL = "queue_flush_protocol"
-FLUSH_STAT_FAIL, FLUSH_STAT_OK, FLUSH_STAT_BAD, FLUSH_STAT_DENY = -1, 0, 3, 4
 
 QMGR_FLUSH_TRIGGER = b"FADI"    # flush dead destinations, scan all, deferred, incoming
 PICKUP_TRIGGER = b"W"
@@ -250,47 +248,10 @@ def flush_queue(config):
     triggers.drain(DRAIN_SECONDS)
 
 
-def flush_request(config, attrs):
-    """mail_command_client() with the flush service: its status, or FLUSH_STAT_FAIL."""
-    service = config.get("flush_service_name")
-    try:
-        sock = connect_public(service)
-    except OSError as exc:
-        msg.warn("connect to public/%s: %s" % (service, msg.strerror(exc)))
-        return FLUSH_STAT_FAIL
-    path = "public/%s socket" % service
-    with sock:
-        stream = attr.AttrStream(sock, path, config.get_time("ipc_timeout"))
-        count, _ = stream.scan([(attr.STREQ, "protocol", FLUSH_PROTOCOL)], attr.FLAG_STRICT)
-        if count != 0:
-            msg.warn("read %s: %s" % (path, os.strerror(0)))
-            return FLUSH_STAT_FAIL
-        if not stream.send(attrs):
-            msg.warn("write %s: %s" % (path, os.strerror(0)))
-            return FLUSH_STAT_FAIL
-        count, values = stream.scan([(attr.INT, "status")], attr.FLAG_STRICT)
-        if count != 1:
-            msg.warn("write/read %s: %s" % (path, os.strerror(0)))
-            return FLUSH_STAT_FAIL
-    status = values["status"]
-    return status - 2 ** 32 if status >= 2 ** 31 else status
-
-
-def _parent_style(config, name):
-    return MATCH_FLAG_PARENT if name in config.get_list("parent_domain_matches_subdomains") \
-        else MATCH_FLAG_NONE
-
-
 def flush_site(config, site):
     check_acl(config, "authorized_flush_users", os.getuid(), "flush the mail queue")
-    domains = domain_list("fast_flush_domains", config.get("fast_flush_domains"),
-                          MATCH_FLAG_RETURN | _parent_style(config, "fast_flush_domains"))
-    if domains.match(site):
-        status = flush_request(config, [("request", "send_site"), ("site", site)])
-    elif not domains.error:
-        status = FLUSH_STAT_DENY
-    else:
-        status = FLUSH_STAT_FAIL
+    flush_clnt.flush_init(config)
+    status = flush_clnt.flush_send_site(site)
     if status == FLUSH_STAT_OK:
         return 0
     if status == FLUSH_STAT_BAD:
@@ -305,7 +266,8 @@ def flush_site(config, site):
 
 def flush_file(config, queue_id):
     check_acl(config, "authorized_flush_users", os.getuid(), "flush the mail queue")
-    status = flush_request(config, [("request", "send_file"), ("queue_id", queue_id)])
+    flush_clnt.flush_init(config)
+    status = flush_clnt.flush_send_file(queue_id)
     if status == FLUSH_STAT_OK:
         return 0
     if status == FLUSH_STAT_BAD:

@@ -3,4 +3,4 @@
 (Postfix's xsasl/xsasl_server.c and xsasl_client.c type tables)."""
 
 SERVER_TYPES = ("dovecot",)     # daemons/smtpd/sasl.py
-CLIENT_TYPES = ()               # the smtp client's SASL comes with issue #7
+CLIENT_TYPES = ("cyrus",)       # daemons/smtp/smtp_sasl.py: its own PLAIN, LOGIN, CRAM-MD5

@@ -15,7 +15,7 @@ that cannot be reached is a failure (-1) with a warning, never a wait: these are
 import socket
 import time
 
-from pyfix.common import attr, msg
+from pyfix.common import attr, flush_clnt, msg
 from pyfix.common.info_log_addr_form import info_log_addr_form
 
 PROTO_BOUNCE = "delivery_status_protocol"
@@ -53,6 +53,7 @@ def configure(config):
     _settings["delay_logging_resolution_limit"] = \
         config.get_int("delay_logging_resolution_limit")
     _settings["ipc_timeout"] = config.get_time("ipc_timeout")
+    flush_clnt.flush_init(config)           # for defer_append's flush_add()
 
 
 class MsgStats:

@@ -10,7 +10,7 @@ each answer, which the bounce/defer services give at once.
 
 import os
 
-from pyfix.common import msg
+from pyfix.common import flush_clnt, msg
 from pyfix.common.dsn_mask import DSN_NOTIFY_SUCCESS
 from pyfix.queue import bounce_clnt as bc
 from pyfix.queue import record
@@ -46,8 +46,20 @@ def defer_append(flags, queue_id, stats, rcpt, relay, dsn):
     if flags & bc.DEL_REQ_FLAG_RECORD:
         if bc.trace_append(flags, queue_id, stats, rcpt, relay, my_dsn) != 0:
             msg.warn("%s: %s service failure" % (queue_id, bc._settings["trace_service_name"]))
-    # flush_add() of fast_flush_domains is left out: pyfix has no flush service yet.
+    _notify_flush(queue_id, rcpt.address)
     return -1
+
+
+def _notify_flush(queue_id, address):
+    """flush_add() for the recipient's domain, as Postfix's defer_append() does it
+    ("doing it here is more robust"): the fast flush logfile of a fast_flush_domains
+    site learns the deferred queue ID. bounce_clnt.configure() initializes the client."""
+    domain = address.rpartition("@")[2] if "@" in address else ""
+    if not domain or not flush_clnt.initialized():
+        return
+    if flush_clnt.flush_add(domain, queue_id) not in (flush_clnt.FLUSH_STAT_OK,
+                                                      flush_clnt.FLUSH_STAT_DENY):
+        msg.warn("%s: %s service failure" % (queue_id, flush_clnt.service_name()))
 
 
 def bounce_append(flags, queue_id, stats, rcpt, relay, dsn):
@@ -110,7 +122,7 @@ def sent(flags, queue_id, stats, rcpt, relay, dsn):
     if flags & bc.DEL_REQ_FLAG_USR_VRFY:
         return bc.trace_append(flags, queue_id, stats, rcpt, relay,
                                dsn.copy(action="deliverable"))
-    my_dsn = dsn.copy(action="delivered")
+    my_dsn = dsn.copy(action=dsn.action or "delivered")     # smtp, pipe: "relayed"
     if (not flags & bc.DEL_REQ_FLAG_RECORD and not rcpt.dsn_notify & DSN_NOTIFY_SUCCESS) \
             or bc.trace_append(flags, queue_id, stats, rcpt, relay, my_dsn) == 0:
         bc.log_adhoc(queue_id, stats, rcpt, relay, my_dsn, "sent")

@@ -29,9 +29,11 @@ def rig_available():
         SBIN + "/trivial-rewrite", SBIN + "/discard"))
 
 
-def services(qmgr=PYFIX_QMGR, agents=None):
+def services(qmgr=PYFIX_QMGR, agents=None, smtp=None):
     """master.cf of the rig; agents="pyfix" runs pyfix's discard and error agents
-    instead of Postfix's."""
+    instead of Postfix's; smtp="pyfix" runs pyfix's smtp (as smtp and relay) and lmtp;
+    "postfix-chroot" runs Debian's smtp chrooted into the queue directory (where
+    etc/resolv.conf can name a test DNS server)."""
     text = """\
 cleanup unix n - n - 0 cleanup
 pickup unix n - n 60 1 pickup
@@ -50,6 +52,13 @@ scache unix - - n - 1 {sbin}/scache
     if agents == "pyfix":
         for name in ("error", "discard"):
             text = text.replace("%s/%s\n" % (SBIN, name), name + "\n")
+    if smtp == "pyfix":
+        text = text.replace("%s/smtp\n" % SBIN, "smtp\n") + "lmtp unix - - n - - lmtp\n"
+    elif smtp == "postfix-chroot":
+        text = text.replace("smtp unix - - n - - %s/smtp\n" % SBIN,
+                            "smtp unix - - y - - %s/smtp\n" % SBIN)
+    elif smtp is not None:
+        text += "lmtp unix - - n - - %s/lmtp\n" % SBIN
     return text
 
 
@@ -115,16 +124,19 @@ def _uid(name):
 class Rig:
     """A queue master with the given qmgr, and a sink (started separately)."""
 
-    def __init__(self, qmgr=PYFIX_QMGR, main_cf_extra="", port=None, agents=None):
+    def __init__(self, qmgr=PYFIX_QMGR, main_cf_extra="", port=None, agents=None,
+                 smtp=None):
         """agents: "pyfix" or "postfix" (discard and error); by default those of the
-        same side as the qmgr."""
+        same side as the qmgr. smtp: "pyfix" or "postfix" (smtp, relay and lmtp);
+        by default Postfix's smtp and relay, and no lmtp."""
         if agents is None:
             agents = "pyfix" if qmgr == PYFIX_QMGR else "postfix"
         self.port = port or free_port()
         main_cf = MAIN_CF.format(port=self.port)
-        if "transport_maps" in main_cf_extra:          # one entry: no override warnings
-            main_cf = re.sub(r"(?m)^transport_maps = .*\n", "", main_cf)
-        self.master = QueueMaster(main_cf + main_cf_extra, services=services(qmgr, agents))
+        for name in re.findall(r"(?m)^(\w+) *=", main_cf_extra):
+            # one entry per parameter: no "overriding earlier entry" warnings
+            main_cf = re.sub(r"(?m)^%s = .*\n" % name, "", main_cf)
+        self.master = QueueMaster(main_cf + main_cf_extra, services=services(qmgr, agents, smtp))
         self.sink = None
 
     def start_sink(self, options=()):

@@ -55,7 +55,16 @@ def show_tls(what):
 
 
 def show_templates(letter, args):
+    """-b (expanded template text) and -t (the templates), as bounce(8) prints them;
+    a file argument stands for bounce_template_file."""
     if len(args) > 1:
         msg.fatal("options -b and -t require at most one template file")
-    msg.fatal("-%s: bounce templates are shown by the bounce service, which pyfix does not "
-              "have yet" % letter)
+    from pyfix.common.config import Config
+    from pyfix.daemons.bounce import dump_templates
+    config = Config.load()
+    # Postfix runs the bounce daemon for this; its warnings come under its name.
+    msg.init_stderr("%s/bounce" % config.get("syslog_name"))
+    if args:
+        config.set("bounce_template_file", args[0])
+    config.set("queue_directory", ".")          # as postconf passes it to bounce
+    write(dump_templates(config, expand=letter == "b"))

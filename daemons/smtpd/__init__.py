@@ -28,12 +28,12 @@ import asyncio
 import os
 import socket
 
-from pyfix.common import hostinfo, msg
+from pyfix.common import flush_clnt, hostinfo, msg
 from pyfix.common.sasl import SERVER_TYPES as SASL_SERVER_TYPES
 from pyfix.common.info_log_addr_form import info_log_addr_form, init as init_log_addr_form
 from pyfix.common.name_mask import name_code, name_mask
 from pyfix.maps.maps import Maps
-from pyfix.maps.match_list import MatchList, string_list
+from pyfix.maps.match_list import string_list
 from pyfix.queue import cleanup_user as cu
 
 from pyfix.daemons.skeleton.single import single_server_main
@@ -148,8 +148,7 @@ class SmtpdContext:
         footer_maps = config.get("smtpd_reject_footer_maps")
         self.reject_footer_maps = Maps("smtpd_reject_footer_maps", footer_maps) \
             if footer_maps else None
-        self.flush_domains = MatchList("fast_flush_domains", config.get("fast_flush_domains"),
-                                       1, kind="domain")
+        flush_clnt.flush_init(config)           # ETRN's fast_flush_domains
         self.rewrite_clients = RewriteClients(config)
         self.checks = load_checks(config)
 

@@ -3,7 +3,7 @@ smtpd.c helo_cmd, ehlo_cmd, rset_cmd, noop_cmd, quit_cmd, vrfy_cmd, etrn_cmd), a
 SmtpdProtocol (proto.py) beside the transaction commands (transaction.py).
 """
 
-from pyfix.common import msg
+from pyfix.common import flush_clnt, msg
 from pyfix.common.valid_hostname import valid_hostaddr, valid_hostname
 
 from pyfix.daemons.smtpd import ehlo as E
@@ -170,17 +170,18 @@ class SessionCommands:
         if err is not None:
             await self.reply(err)
             return -1
-        if not self.ctx.flush_domains.match(domain):
-            if self.ctx.flush_domains.error:
-                msg.warn("unable to talk to fast flush service")
-                await self.reply("458 Unable to queue messages")
-                return -1
+        status = flush_clnt.flush_send_site(domain)
+        if status == flush_clnt.FLUSH_STAT_OK:
+            await self.reply("250 Queuing started")
+            return 0
+        if status == flush_clnt.FLUSH_STAT_DENY:
             msg.warn("reject: ETRN %.100s... from %s" % (domain, state.namaddr))
             await self.reply("459 <%s>: service unavailable" % domain)
             return -1
-        # The fast flush service (flush(8)) is not part of pyfix yet: Postfix's answer
-        # when it cannot talk to it.
-        msg.warn("unable to talk to fast flush service")
+        if status == flush_clnt.FLUSH_STAT_BAD:
+            msg.warn("bad ETRN %.100s... from %s" % (domain, state.namaddr))
+        else:
+            msg.warn("unable to talk to fast flush service")
         await self.reply("458 Unable to queue messages")
         return -1
 
