@@ -15,6 +15,11 @@ from pyfix.daemons.skeleton.server import Server
 
 
 class MultiServer(Server):
+    # No accept lock (multi_server.c keeps it under #if 0): a process that waits for
+    # the lock cannot answer the clients it already has, while the holder waits only
+    # for new ones -- a request can starve until the next connection comes along.
+    uses_accept_lock = False
+
     def __init__(self, argv, service, pre_disconnect=None, post_accept=None, **hooks):
         super().__init__(argv, **hooks)
         self.service = service

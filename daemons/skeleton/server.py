@@ -50,6 +50,8 @@ class Server:
     anvil and others do in Postfix.
     """
 
+    uses_accept_lock = True       # serialize accept() among this service's processes
+
     def __init__(self, argv, *, solitary=False, unlimited=False, privileged=False,
                  pre_init=None, post_init=None, loop=None, on_exit=None, pre_accept=None,
                  retire=False, optstring=OPTSTRING):
@@ -88,7 +90,7 @@ class Server:
         if retire:
             self.retire_time = self._retire_time()
         queue_directory = self.config.get("queue_directory")
-        if not self.stream_mode and not self.alone:
+        if self.uses_accept_lock and not self.stream_mode and not self.alone:
             self._open_lock()
         try:
             os.chdir(queue_directory)
