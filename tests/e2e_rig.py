@@ -65,20 +65,26 @@ def available():
         SBIN + "/smtp")
 
 
-def master_cf(side, smtpd_port):
+def master_cf(side, smtpd_port, extra=""):
+    """master.cf of one side; `extra` is appended as is (more services)."""
     lines = ["127.0.0.1:%d inet n - n - - smtpd\n" % smtpd_port]
     for name, kind, private, maxproc, wakeup, command in SERVICES:
         lines.append("%s %s %s - n %s %s %s\n" % (name, kind, private, wakeup, maxproc,
                                                     command))
     if side == "postfix":
         lines.append("postlog unix-dgram n - n - 1 postlogd\n")
-    return "".join(lines)
+        # Postfix's TLS engine gets its entropy from tlsmgr; pyfix's needs no daemon.
+        lines.append("tlsmgr unix - - n 1000? 1 tlsmgr\n")
+    return "".join(lines) + extra
 
 
 class System:
-    """One side's master (started by start()) and, unless relay_port is given, a sink."""
+    """One side's master (started by start()) and, unless relay_port is given, a sink.
+    master_cf_extra: more master.cf lines (e.g. a `local` service), the same on both sides.
+    """
 
-    def __init__(self, side, main_cf_extra="", relay_port=None, sink_options=()):
+    def __init__(self, side, main_cf_extra="", relay_port=None, sink_options=(),
+                 master_cf_extra=""):
         self.side = side
         self.port = free_port()
         self.sink_port = relay_port or free_port()
@@ -86,11 +92,12 @@ class System:
         self.sink = None
         main_cf = MAIN_CF.format(sink_port=self.sink_port) + main_cf_extra
         if side == "pyfix":
-            self.master = QueueMaster(main_cf, services=master_cf(side, self.port))
+            self.master = QueueMaster(main_cf, services=master_cf(side, self.port,
+                                                                  master_cf_extra))
         else:
             self.master = PostfixMaster(main_cf)
             with open(os.path.join(self.master.etc, "master.cf"), "w") as f:
-                f.write(master_cf(side, self.port))
+                f.write(master_cf(side, self.port, master_cf_extra))
         self.own_sink = relay_port is None
 
     def start(self):

@@ -254,3 +254,46 @@ def test_kill_9_of_qmgr_and_smtp_mid_delivery_loses_nothing():
         assert len(subjects) - count <= in_flight
     finally:
         system.cleanup()
+
+
+# -- the SES case: relaying through a relayhost that wants STARTTLS and SASL ---------------
+
+def test_relaying_through_a_starttls_and_sasl_relayhost():
+    """relayhost = Debian's smtpd that requires STARTTLS before AUTH and checks the
+    password with a real Dovecot; the whole system, pyfix's beside Postfix's."""
+    from smtp_tls_rig import CramDovecot, Relay, TestCA
+    ca = TestCA()
+    dovecot = CramDovecot().start()
+    relay = None
+    try:
+        relay = Relay(ca, dovecot).start()
+        passwords = os.path.join(ca.root, "sasl_passwd")
+        with open(passwords, "w") as f:
+            f.write("[127.0.0.1]:%d alice@example.com:secret\n" % relay.port)
+        os.chmod(passwords, 0o600)
+        cf = ("smtp_tls_security_level = encrypt\nsmtp_tls_CAfile = %s\n"
+              "smtp_tls_loglevel = 1\nsmtp_sasl_auth_enable = yes\n"
+              "smtp_sasl_password_maps = texthash:%s\n"
+              "smtp_sasl_security_options = noanonymous\n" % (ca.cafile, passwords))
+
+        def scenario(system):
+            submit(system.port)
+            system.wait_log(r": removed")
+            tls = [line for line in system.log().splitlines()
+                   if "/smtp[" in line and not QUEUE_ID.match(line)]
+            return message_logs(system), normalize(tls, [])
+        results = both(scenario, cf, relay_port=relay.port)
+        accepted = re.findall(r"client=localhost\[127.0.0.1\], sasl_method=(\S+), "
+                              r"sasl_username=alice@example.com", relay.log())
+        assert len(accepted) == 2, relay.log()
+    finally:
+        if relay is not None:
+            relay.cleanup()
+        dovecot.stop()
+        ca.cleanup()
+    logs, tls = results["pyfix"]
+    assert tls[-1].startswith("Trusted TLS connection established to 127.0.0.1"), tls
+    lines = logs["QID0"]
+    assert re.search(r"relay=127.0.0.1\[127.0.0.1\]:PORT, .*status=sent \(250 2.0.0 Ok: "
+                     r"queued as ID\)", lines[-2]), lines
+    assert_same(results)
