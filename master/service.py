@@ -226,9 +226,9 @@ class Service:
         wakeup = trigger.TRIGGER_REQ_WAKEUP
         if kind == "inet":
             address = self.spec.listen_addresses[0].address
-            trigger.inet_trigger(address, inet_port(self.spec), wakeup)
+            trigger.inet_trigger(address, inet_port(self.spec), wakeup, events=self.events)
         elif kind == "unix":
-            trigger.unix_trigger(self.spec.name, wakeup)
+            trigger.unix_trigger(self.spec.name, wakeup, events=self.events)
         elif kind == "pass":
             trigger.pass_trigger(self.spec.name, wakeup)
         elif kind == "fifo":

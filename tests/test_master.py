@@ -249,6 +249,23 @@ def test_wakeup_timer_and_conditional_wakeup(run_master):
     assert open(cond_log).read().startswith("X")
 
 
+@pytest.mark.skipif(not ROOT or not os.path.exists("/usr/lib/postfix/sbin/flush"),
+                    reason="needs root and Debian's flush")
+def test_wakeup_waits_for_a_server_that_answers_it(run_master):
+    """Postfix's flush answers master's `W` wakeup: the trigger ends with a null byte and
+    master keeps the connection until flush closes it, so flush never logs
+    "end-of-input while reading request ... Broken pipe"."""
+    from cleanup_oracle import QueueMaster
+    run = QueueMaster("", services="flush unix n - n 1 0 /usr/lib/postfix/sbin/flush\n")
+    try:
+        run.start()
+        assert wait_until(lambda: len(run.children("flush")) > 0, timeout=5)
+        time.sleep(3.5)                                    # three wakeups
+        assert "warning" not in run.log(), run.log()
+    finally:
+        run.cleanup()
+
+
 def test_reload_adds_removes_and_changes_services(run_master):
     kept, removed, added = free_port(), free_port(), free_port()
     run = run_master(spawn_entry(kept, 2, "/bin/cat") + spawn_entry(removed, 2, "/bin/cat"))
