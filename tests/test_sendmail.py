@@ -503,6 +503,11 @@ def test_postdrop_leaves_unfinished_file_when_refused():
         spool.cleanup()
 
 
+def _default_signals():
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
                                     signal.SIGQUIT])
 def test_postdrop_signal_removes_file(signum):
@@ -511,8 +516,11 @@ def test_postdrop_signal_removes_file(signum):
         spool = Spool()
         try:
             ours, theirs = socket.socketpair()
+            # Both postdrops leave a signal alone that was ignored when they started
+            # (under nohup, SIGHUP): start them with the default dispositions.
             proc = subprocess.Popen([program, "-r"], stdin=theirs, stdout=theirs,
-                                    stderr=subprocess.PIPE, env=spool.env())
+                                    stderr=subprocess.PIPE, env=spool.env(),
+                                    preexec_fn=_default_signals)
             theirs.close()
             data = b""
             while not data.endswith(b"\0\0"):
