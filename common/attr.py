@@ -55,31 +55,36 @@ def print0(attrs, flags=FLAG_NONE):
     bytes as base64 data, a dict as a name-value table; (LONG, name, value) sends an
     unsigned long. With FLAG_MORE the list terminator is left off.
     """
-    out = bytearray()
+    out = []
     for item in attrs:
         if len(item) == 3:
             kind, name, value = item
         else:
             name, value = item
             kind = None
-        if isinstance(value, dict):
-            out += NAME_OPEN.encode() + b"\0"
-            for key, val in value.items():
-                out += _bytes(key) + b"\0" + _bytes(val) + b"\0"
-            out += NAME_CLOSE.encode() + b"\0"
+        if type(value) is str:                      # the usual case first
+            out.append(_name_prefix(name))
+            out.append(value.encode("utf-8", "surrogateescape"))
+            out.append(b"\0")
             continue
-        out += _bytes(name) + b"\0"
+        if isinstance(value, dict):
+            out.append(NAME_OPEN.encode() + b"\0")
+            for key, val in value.items():
+                out.append(_bytes(key) + b"\0" + _bytes(val) + b"\0")
+            out.append(NAME_CLOSE.encode() + b"\0")
+            continue
+        out.append(_name_prefix(name))
         if isinstance(value, bool) or isinstance(value, int):
             limit = _ULONG_MAX if kind == LONG else _UINT_MAX
-            out += b"%d" % (int(value) % limit)
+            out.append(b"%d" % (int(value) % limit))
         elif isinstance(value, (bytes, bytearray)):
-            out += base64.b64encode(bytes(value))
+            out.append(base64.b64encode(bytes(value)))
         else:
-            out += _bytes(value)
-        out += b"\0"
+            out.append(_bytes(value))
+        out.append(b"\0")
     if not flags & FLAG_MORE:
-        out += b"\0"
-    return bytes(out)
+        out.append(b"\0")
+    return b"".join(out)
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -208,6 +213,10 @@ class AttrStream:
         values = {}
         if self.peek() is None:
             return 0, values
+        if not msg.verbose:
+            found = self._scan_buffered(wanted, flags)
+            if found is not None:
+                return found
         specs = list(wanted) + [(END,)]
         index = 0
         conversions = 0
@@ -249,6 +258,54 @@ class AttrStream:
                 return conversions, values
             if ok != "skip":
                 conversions += 1
+
+    def _scan_buffered(self, wanted, flags):
+        """The usual case in one pass over the buffer: the whole list is already read,
+        every wanted attribute comes in the wanted order with a good value, and the list
+        ends there. Then (count, values), as scan() would return; otherwise None, with
+        nothing consumed, and scan() takes its general way (reading, warnings)."""
+        buf = self.buf
+        pos = 0
+        values = {}
+        count = 0
+        for spec in wanted:
+            kind = spec[0]
+            if kind not in _FAST_KINDS:
+                return None
+            prefix = _name_prefix(spec[1])
+            if not buf.startswith(prefix, pos):
+                return None
+            start = pos + len(prefix)
+            end = buf.find(b"\0", start)
+            if end < 0:
+                return None
+            data = bytes(buf[start:end])
+            pos = end + 1
+            if kind == STR:
+                value = data.decode("utf-8", "surrogateescape")
+                if flags & FLAG_PRINTABLE:
+                    value = msg.printable(value)
+            elif kind == INT or kind == LONG:
+                value = _parse_unsigned(data, _UINT_MAX if kind == INT else _ULONG_MAX)
+                if value is None:
+                    return None
+            elif kind == DATA:
+                try:
+                    value = base64.b64decode(data, validate=True)
+                except (binascii.Error, ValueError):
+                    return None
+            else:                                   # STREQ
+                if data.decode("utf-8", "surrogateescape") != spec[2]:
+                    return None
+                continue
+            values[spec[1]] = value
+            count += 1
+        if not flags & FLAG_MORE:
+            if pos >= len(buf) or buf[pos] != 0:
+                return None
+            pos += 1
+        del buf[:pos]
+        return count, values
 
     def _locate(self, kind, wanted_name, flags):
         """Find the next wanted attribute name; (status, name) or None on error."""
@@ -322,8 +379,24 @@ class AttrStream:
         return "ok"
 
 
+_FAST_KINDS = (INT, STR, LONG, DATA, STREQ)
+_name_prefixes = {}
+
+
+def _name_prefix(name):
+    """`name\\0` as bytes, made once per attribute name."""
+    prefix = _name_prefixes.get(name)
+    if prefix is None:
+        prefix = _bytes(name) + b"\0"
+        if len(_name_prefixes) < 1000:          # names are the programs' constants
+            _name_prefixes[name] = prefix
+    return prefix
+
+
 def _parse_unsigned(data, limit):
     """sscanf("%u%c"): optional leading space and sign, digits, nothing after."""
+    if data.isdigit():                      # plain digits: the usual case
+        return int(data) % limit
     text = data.decode("ascii", "replace")
     body = text.lstrip(" \t\n\v\f\r")
     sign = 1

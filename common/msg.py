@@ -85,6 +85,8 @@ _UTF8_RUNS = re.compile(rb"([\x20-\x7e]+|[\xc2-\xfe][\x80-\xbf]+)|[\x00-\xff]", 
 
 def printable(text, replacement="?"):
     """Postfix's printable(): control characters and non-ASCII bytes replaced."""
+    if text.isascii() and text.isprintable():      # most log lines: nothing to replace
+        return text
     if utf8_enable:
         try:
             data = text.encode("utf-8", "surrogateescape")

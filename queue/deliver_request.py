@@ -92,6 +92,17 @@ def _msg_stats(data):
     return stats
 
 
+_layouts = []                           # [(config, QueueLayout)]: one per process
+
+
+def _layout(config):
+    """The queue layout of this process's configuration, worked out once (a delivery
+    agent's main.cf settings do not change while it runs)."""
+    if not _layouts or _layouts[0][0] is not config:
+        _layouts[:] = [(config, QueueLayout(config))]
+    return _layouts[0][1]
+
+
 def deliver_request_read(sock, config, service, timeout=3600):
     """Announce the protocol and read one request from qmgr; (stream, request), request
     None when the request was bad (Postfix's warning logged). service names the
@@ -103,7 +114,7 @@ def deliver_request_read(sock, config, service, timeout=3600):
     if count != len(_COMMON):
         msg.warn("deliver_request_get: error receiving common attributes")
         return stream, None
-    layout = QueueLayout(config)
+    layout = _layout(config)
     # Postfix compares mail_open_ok()'s result with 0, which it never is: only its
     # warnings count here; a missing file is found when it is opened below.
     mail_open_ok(layout, values["queue_name"], values["queue_id"])

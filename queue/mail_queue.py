@@ -12,6 +12,7 @@ still being written is never taken for a message.
 """
 
 import os
+import re
 import stat
 import time
 
@@ -94,14 +95,18 @@ def queue_id_inode(queue_id):
         return None
 
 
+_QUEUE_ID_CHARS = re.compile(r"[A-Za-z0-9_]+")
+_QUEUE_NAME_CHARS = re.compile(r"[A-Za-z0-9]+")
+
+
 def queue_id_ok(queue_id):
     """mail_queue_id_ok(): 1-255 characters, letters, digits or `_`."""
-    return 0 < len(queue_id) <= VALID_HOSTNAME_LEN and \
-        all(ch.isascii() and (ch.isalnum() or ch == "_") for ch in queue_id)
+    return len(queue_id) <= VALID_HOSTNAME_LEN and \
+        _QUEUE_ID_CHARS.fullmatch(queue_id) is not None
 
 
 def queue_name_ok(name):
-    return 0 < len(name) <= 100 and all(ch.isascii() and ch.isalnum() for ch in name)
+    return len(name) <= 100 and _QUEUE_NAME_CHARS.fullmatch(name) is not None
 
 
 def dir_forest(name, depth):

@@ -7,7 +7,10 @@ length is little-endian base 128 (low seven bits first, 0x80 = more bytes follow
 zero length is a single 0x00 byte. Payloads are bytes.
 """
 
+import re
+
 from pyfix.common import msg
+from pyfix.common.strings import split_nameval
 
 # Record types (rec_type.h).
 SIZE = b"C"
@@ -88,11 +91,18 @@ def encode_length(length):
             return bytes(out)
 
 
+# The one-byte length fields: most records are shorter than 128 bytes.
+_SHORT_LENGTHS = [bytes((n,)) for n in range(0x80)]
+
+
 def encode(rec_type, payload=b""):
     """One record as bytes (rec_put())."""
     if isinstance(payload, str):
         payload = payload.encode("utf-8", "surrogateescape")
-    return rec_type + encode_length(len(payload)) + payload
+    length = len(payload)
+    if length < 0x80:
+        return rec_type + _SHORT_LENGTHS[length] + payload
+    return rec_type + encode_length(length) + payload
 
 
 def rec_put(stream, rec_type, payload=b""):
@@ -109,6 +119,21 @@ def pad(rec_type, length):
 def attr_map(name):
     """rec_attr_map(): the pseudo record type of an attribute name, or None."""
     return _ATTR_TYPES.get(name)
+
+
+# split_nameval() of a well-formed `name=value` in one regex match: the name is a run
+# without blanks or `=`, blanks around `=` and after the value are dropped (Postfix's
+# ISSPACE set). Anything else goes to split_nameval() itself, for its error text.
+_NAMEVAL = re.compile("[ \t\n\v\f\r]*([^ \t\n\v\f\r=]+)[ \t\n\v\f\r]*="
+                      "[ \t\n\v\f\r]*(.*?)[ \t\n\v\f\r]*\\Z", re.DOTALL)
+
+
+def split_attribute(text):
+    """split_nameval() of an `A` record's text: (name, value, error)."""
+    match = _NAMEVAL.match(text)
+    if match is not None:
+        return match.group(1), match.group(2), None
+    return split_nameval(text)
 
 
 def time_scan(payload):
@@ -164,6 +189,11 @@ class SocketReader:
         return True
 
     def read(self, size):
+        pos = self.pos
+        end = pos + size
+        if end <= len(self.buf):                # buffered already: the usual case
+            self.pos = end
+            return self.buf[pos:end]
         while len(self.buf) - self.pos < size:
             if not self._fill():
                 break
@@ -201,16 +231,23 @@ class RecordReader:
 
     def get_raw(self):
         """(type, payload), (EOF, None) at the end, (ERROR, None) for a bad record."""
-        rec_type = self.stream.read(1)
-        if not rec_type:
+        # The type and the first length byte in one read: most records are shorter
+        # than 128 bytes, so that byte is the whole length.
+        head = self.stream.read(2)
+        if not head:
             return EOF, None
+        rec_type = head[:1]
+        pending = head[1:]
         length = 0
         shift = 0
         while True:
             if shift >= _INT_BITS:
                 msg.warn("%s: too many length bits, record type %d" % (self.path, rec_type[0]))
                 return ERROR, None
-            byte = self.stream.read(1)
+            if pending:
+                byte, pending = pending, b""
+            else:
+                byte = self.stream.read(1)
             if not byte:
                 msg.warn("%s: unexpected EOF reading length, record type %d"
                          % (self.path, rec_type[0]))

@@ -295,7 +295,7 @@ def test_bs_under_master_like_postfix():
 # -- an ordinary user ----------------------------------------------------------------------
 
 # What pyfix's smtpd imports beyond what test_sendmail's python for nobody has.
-SMTPD_PACKAGES = ("berkeleydb", "lmdb", "aiosmtpd", "attr", "public", "dns")
+SMTPD_PACKAGES = ("berkeleydb", "lmdb", "dns")
 
 
 def python_for_nobody(root):

@@ -14,7 +14,6 @@ import time
 
 from pyfix.common import msg
 from pyfix.common.dsn_mask import dsn_notify_ok, dsn_ret_ok
-from pyfix.common.strings import split_nameval
 from pyfix.queue import cleanup_user as cu
 from pyfix.queue import record
 
@@ -61,7 +60,7 @@ def extra_flags(state, payload):
 def split_attribute(state, payload):
     """(name, value, mapped record type or None) of an `A` record, or None when the
     record was handled (rejected, or an empty placeholder value)."""
-    name, value, error = split_nameval(text(payload))
+    name, value, error = record.split_attribute(text(payload))
     if error:
         reject(state, "malformed attribute: %s: %.100s" % (error, text(payload)))
         return None

@@ -17,7 +17,6 @@ from pyfix.common.dsn_mask import DSN_NOTIFY_MASK, DSN_RET_MASK
 from pyfix.common.info_log_addr_form import info_log_addr_form
 from pyfix.common.resolve_clnt import CLASS_LOCAL, FLAG_ERROR, FLAG_FAIL
 from pyfix.common.rewrite_clnt import RULE_LOCAL
-from pyfix.common.strings import split_nameval
 from pyfix.queue import bounce_clnt as bc
 from pyfix.queue import delivery_status as status
 from pyfix.queue import record as R
@@ -178,7 +177,7 @@ class Message:
             text = payload.decode("utf-8", "surrogateescape")
             name = value = None
             if rec_type == R.ATTR:
-                name, value, error = split_nameval(text)
+                name, value, error = R.split_attribute(text)
                 if error:
                     msg.warn("%s: bad attribute record: %s: %.200s"
                              % (self.queue_id, error, text))

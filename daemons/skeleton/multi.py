@@ -13,6 +13,9 @@ from pyfix.common import master_proto, msg
 
 from pyfix.daemons.skeleton.server import Server
 
+# A plain int: or-ing the socket module's IntFlag members costs an enum call per request.
+_PEEK_NOWAIT = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)
+
 
 class MultiServer(Server):
     # No accept lock (multi_server.c keeps it under #if 0): a process that waits for
@@ -50,7 +53,7 @@ class MultiServer(Server):
         if conn is None:
             return
         try:
-            pending = conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            pending = conn.recv(1, _PEEK_NOWAIT)
         except BlockingIOError:
             return
         except OSError:

@@ -30,12 +30,14 @@ smtp_dns_reply_filter and DNSSEC, smtp_pix_workarounds, best_mx_transport,
 smtp_balance_inet_protocols, the notify_classes protocol transcripts.
 """
 
-from pyfix.common import msg
+from pyfix.common import dns, msg
+from pyfix.common import info_log_addr_form as log_form
+from pyfix.queue import bounce_clnt, deliver_request
 from pyfix.daemons.skeleton.single import single_server_main
-
-# Filled in by pre_init (the modules are imported before the privilege drop, after
-# which the Python installation may be unreadable).
-_modules = {}
+# Imported here, not in pre_init: master imports this package before it forks, so
+# every smtp process starts with its code loaded (no per-process compile or unmarshal),
+# and nothing is left to import after the privilege drop.
+from pyfix.daemons.smtp import connect, params, reuse, smtp_sasl, smtp_tls, state
 
 
 # master.cf `flags=` attributes (get_cli_attr()): prepend Delivered-To:,
@@ -60,40 +62,31 @@ def cli_attr(argv):
 
 def smtp_service(conn, server):
     """Serve one delivery request (smtp_service() and deliver_message())."""
-    params = _modules["params"].current()
+    settings = params.current()
     flags = cli_attr(server.argv)
-    deliver_request = _modules["deliver_request"]
     stream, request = deliver_request.deliver_request_read(conn, server.config,
                                                            server.name)
     if request is None:
         return
     if not request.nexthop:
         msg.fatal("empty nexthop hostname")
-    state = _modules["state"].SmtpState(request, params)
-    state.cli_flags = flags
-    status = _modules["state"].check_cli_flags(state, server.name)
+    smtp_state = state.SmtpState(request, settings)
+    smtp_state.cli_flags = flags
+    status = state.check_cli_flags(smtp_state, server.name)
     if status is None:
-        status = _modules["connect"].smtp_connect(state)
+        status = connect.smtp_connect(smtp_state)
     deliver_request.deliver_request_done(stream, request, status)
 
 
 def pre_init(server):
-    from pyfix.common import dns
-    from pyfix.common import info_log_addr_form as log_form
-    from pyfix.queue import bounce_clnt, deliver_request
-    from pyfix.daemons.smtp import connect, params, state
     bounce_clnt.configure(server.config)
     log_form.init(server.config)
     dns.init(server.config)
     params.init(server)
-    from pyfix.daemons.smtp import reuse
     reuse.init(params.current())
     # TLS and SASL tables, certificates and password files before the privilege drop.
-    from pyfix.daemons.smtp import smtp_sasl, smtp_tls
     smtp_tls.pre_init(server.config, params.current().lmtp)
     smtp_sasl.pre_init(server.config, params.current().lmtp)
-    _modules.update(deliver_request=deliver_request, state=state, params=params,
-                    connect=connect)
 
 
 def main(argv):

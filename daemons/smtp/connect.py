@@ -46,7 +46,7 @@ def parse_destination(params, destination, def_service):
     host, service, err = host_port(destination, None, def_service)
     if err:
         msg.fatal("%s in server description: %s" % (err, destination))
-    service = filter_known_tcp_port(known_tcp_ports(params.config), service)
+    service = filter_known_tcp_port(_known_ports(params), service)
     if service.isdigit():
         port = int(service)
         if port >= 65536 or port == 0:
@@ -56,6 +56,15 @@ def parse_destination(params, destination, def_service):
         return host, socket.getservbyname(service, "tcp")
     except OSError:
         msg.fatal("unknown service: %s/tcp" % service)
+
+
+def _known_ports(params):
+    """The known_tcp_ports table, parsed (and its warnings logged) once per process, as
+    Postfix's config_known_tcp_ports() does at start-up."""
+    table = getattr(params, "known_tcp_ports", None)
+    if table is None:
+        table = params.known_tcp_ports = known_tcp_ports(params.config)
+    return table
 
 
 def dns_enabled(params):

@@ -22,6 +22,7 @@ class SmtpParams:
         self.service = service
         self.lmtp = lmtp
         self.prefix = "lmtp_" if lmtp else "smtp_"
+        self._values = {}
         self.myhostname = config.get("myhostname")
         self.helo_name = self.get("helo_name")
         self.relayhost = config.get("relayhost")
@@ -34,20 +35,30 @@ class SmtpParams:
             return _LMTP_NAMES[short]
         return self.prefix + short
 
+    # Values are converted once per process, as Postfix reads its parameters once at
+    # start-up; a list is copied, so that a caller may change its own.
+    def _cached(self, kind, short, convert):
+        key = (kind, short)
+        try:
+            return self._values[key]
+        except KeyError:
+            value = self._values[key] = convert(self.name(short))
+            return value
+
     def get(self, short):
-        return self.config.get(self.name(short))
+        return self._cached("str", short, self.config.get)
 
     def get_bool(self, short):
-        return self.config.get_bool(self.name(short))
+        return self._cached("bool", short, self.config.get_bool)
 
     def get_int(self, short):
-        return self.config.get_int(self.name(short))
+        return self._cached("int", short, self.config.get_int)
 
     def get_time(self, short):
-        return self.config.get_time(self.name(short))
+        return self._cached("time", short, self.config.get_time)
 
     def get_list(self, short):
-        return self.config.get_list(self.name(short))
+        return list(self._cached("list", short, self.config.get_list))
 
     def own_addresses(self):
         """The addresses of this host for loop detection: inet_interfaces and

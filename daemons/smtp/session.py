@@ -61,6 +61,8 @@ class StreamFailure(SessionFailure):
 
 def printable(text):
     """Postfix's printable(str, '?') with UTF-8 allowed: control characters become ?."""
+    if text.isascii() and text.isprintable():      # the usual reply: nothing to replace
+        return text
     return "".join(ch if (" " <= ch < "\x7f" or ch >= "\xa0") and ch != "\udcff"
                    and not ("\udc80" <= ch <= "\udcff") else "?" for ch in text)
 

@@ -13,6 +13,7 @@ failure also tells qmgr the destination is in trouble (request.hop_status).
 import time
 
 from pyfix.common import msg
+from pyfix.common.delivered_hdr import delivered_hdr_find, delivered_hdr_init
 from pyfix.common.dsn_mask import DSN_NOTIFY_SUCCESS
 from pyfix.queue import delivery_status as status
 from pyfix.queue.bounce_clnt import Dsn
@@ -251,7 +252,6 @@ def check_cli_flags(state, service):
     """The D and O flags need one recipient per delivery, and D refuses a message
     that was already delivered to the recipient (a Delivered-To: loop). A status
     when the request was rejected, else None."""
-    from pyfix.common.delivered_hdr import delivered_hdr_find, delivered_hdr_init
     request = state.request
     for flag, letter in (("delivered_to", "D"), ("orig_rcpt", "O")):
         if flag in state.cli_flags and len(request.rcpts) > 1:

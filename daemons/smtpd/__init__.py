@@ -2,8 +2,9 @@
 
 A single-threaded server (daemons/skeleton/single.py): master hands over the listening
 socket, the process accepts one client and serves one SMTP session at a time, then
-waits for the next (max_use, max_idle as for every daemon). Each session runs an asyncio
-loop with aiosmtpd's protocol class, extended into Postfix's dialog:
+waits for the next (max_use, max_idle as for every daemon). Each session runs as an
+asyncio protocol on the process's one event loop (made at the first session and kept,
+as setting one up costs more than a short session):
 
     proto.py        the command loop, replies, limits, HELO/EHLO, RSET, NOOP, QUIT, VRFY, ETRN
     chat.py         line input with Postfix's bounds and bare-LF handling, buffered output
@@ -25,6 +26,7 @@ after X` lines.
 """
 
 import asyncio
+import importlib
 import os
 import socket
 
@@ -48,6 +50,14 @@ from pyfix.daemons.smtpd.stand_alone import relay_stdio_if_needed, stand_alone
 from pyfix.daemons.smtpd.tls import TlsSettings
 from pyfix.daemons.smtpd.check import SmtpdCheck
 from pyfix.daemons.smtpd.state import SmtpdState
+
+# The table types that smtpd's defaults open in every process (local_recipient_maps'
+# proxy:unix:passwd.byname, smtpd_forbidden_commands' regexp:{...}). maps/dict.py imports
+# a type's module at its first open; imported here, they come with this module, which
+# master preloads, instead of costing each new smtpd process ~10 ms of imports.
+for _module in ("cfg_parser", "dict_file", "dict_proxy", "dict_regexp", "dict_stream",
+                "dict_utf8"):
+    importlib.import_module("pyfix.maps." + _module)
 
 BARE_LF_WANT_STD_EOD = 1 << 0
 BARE_LF_REPLY_REJECT = 1 << 1
@@ -227,6 +237,7 @@ class Smtpd:
     def __init__(self, relay=None):
         self.ctx = None
         self.relay = relay          # stand_alone.StdioRelay under -S with piped stdio
+        self.loop = None
 
     def pre_init(self, server):
         self.ctx = SmtpdContext(server)
@@ -242,28 +253,21 @@ class Smtpd:
         msg.info("connect from %s" % state.namaddr)
         if state.stand_alone:
             ctx.stand_alone_settings()
-        loop = asyncio.new_event_loop()
+        loop = self.event_loop()
+        proto = SmtpdProtocol(ctx, state, conn, loop)
         try:
-            proto = SmtpdProtocol(ctx, state, conn, loop)
             ctx.session_hosts(state, proto.chat)
-            loop.run_until_complete(loop.connect_accepted_socket(lambda: proto, sock=conn))
-            loop.run_until_complete(proto.done)
+            loop.run_until_complete(proto.run(conn))
         finally:
-            _close_loop(loop)
             if self.relay is not None:
                 self.relay.finish()
         msg.info("disconnect from %s%s" % (state.namaddr, proto.format_cmd_stats()))
 
-
-def _close_loop(loop):
-    try:
-        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        for task in pending:
-            task.cancel()
-        if pending:
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-    finally:
-        loop.close()
+    def event_loop(self):
+        """The process's event loop; each session leaves it clean (SmtpdProtocol.run)."""
+        if self.loop is None:
+            self.loop = asyncio.new_event_loop()
+        return self.loop
 
 
 def main(argv):

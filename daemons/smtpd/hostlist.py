@@ -6,6 +6,7 @@ as in Postfix, its subdomains through parent_domain_matches_subdomains), `!item`
 `type:table` (the client name, then the address, is looked up).
 """
 
+import functools
 import ipaddress
 
 from pyfix.maps.match_list import MatchList
@@ -30,7 +31,7 @@ class HostList:
     def match(self, name, addr):
         """namadr_list_match(): does the client name or address match?"""
         try:
-            ip = ipaddress.ip_address(addr)
+            ip = _ip_address(addr)
         except ValueError:
             ip = None
         if ip is not None:
@@ -53,3 +54,9 @@ def _network(item):
         return ipaddress.ip_network(text, strict=False)
     except ValueError:
         return None
+
+
+@functools.lru_cache(maxsize=256)
+def _ip_address(text):
+    """The client address, parsed once per process for all the lists it is tried on."""
+    return ipaddress.ip_address(text)

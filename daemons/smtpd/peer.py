@@ -97,6 +97,9 @@ def _hostname(state, family, config):
         _reject_name(state, SMTPD_PEER_CODE_TEMP if exc.errno in _TEMP_AI_ERRORS
                      else SMTPD_PEER_CODE_FORGED)
         return
+    # The same text is the same address; only other spellings need parsing.
+    if any(info[4][0] == state.addr for info in infos):
+        return
     want = ipaddress.ip_address(state.addr)
     for info in infos:
         try:

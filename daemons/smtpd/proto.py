@@ -1,8 +1,8 @@
-"""One SMTP session the way Postfix's smtpd_proto() runs it, on aiosmtpd's protocol class.
+"""One SMTP session the way Postfix's smtpd_proto() runs it, as an asyncio protocol.
 
-aiosmtpd.smtp.SMTP supplies the asyncio plumbing (the StreamReaderProtocol, transport,
-the STARTTLS transport switch, the smtp_* method table); SmtpdProtocol replaces its
-command loop and commands with Postfix's: the greeting or the client restriction
+SmtpdProtocol is the asyncio.Protocol of the client connection: it hands the transport's
+events to its Chat (chat.py: input buffer, replies, timeouts) and runs Postfix's
+command loop and commands: the greeting or the client restriction
 verdict, the command table with its per-command counters (logged at disconnect), the
 hard/soft error limits and smtpd_error_sleep_time, the junk command limit, pipelining
 synchronization, bare-LF handling, and the ways a session ends (QUIT, 421, timeout,
@@ -14,9 +14,6 @@ XCLIENT and XFORWARD in xclient.py, STARTTLS in tls.py, AUTH in sasl.py.
 """
 
 import asyncio
-import logging
-
-from aiosmtpd.smtp import SMTP
 
 from pyfix.common import msg
 
@@ -33,8 +30,6 @@ from pyfix.daemons.smtpd.smtpd_token import smtpd_token
 from pyfix.daemons.smtpd.tls import TlsCommands
 from pyfix.daemons.smtpd.transaction import TransactionCommands
 from pyfix.daemons.smtpd.xclient import XclientCommands, XclientRestart
-
-logging.getLogger("mail.log").setLevel(logging.CRITICAL)   # aiosmtpd's own chatter
 
 FLAG_LIMIT = 1 << 0         # counts toward smtpd_junk_command_limit
 FLAG_PRE_TLS = 1 << 1       # allowed before STARTTLS when TLS is enforced
@@ -84,59 +79,59 @@ class CommandStat:
 
 
 class SmtpdProtocol(SessionCommands, TransactionCommands, XclientCommands, SaslCommands,
-                    TlsCommands, SMTP):
-    line_length_limit = 65536       # the StreamReader's buffer; Postfix's bound is ours
-
+                    TlsCommands, asyncio.Protocol):
     def __init__(self, ctx, state, sock, loop):
-        super().__init__(_NoHandler(), hostname=ctx.myhostname, timeout=10 ** 9,
-                         loop=loop, data_size_limit=None)
         self.ctx = ctx
         self.config = ctx.config
         self.state = state
+        self.loop = loop
+        self.transport = None
         self.chat = Chat(self, sock, ctx.smtpd_timeout)
         self.tls_active = False
-        self.done = loop.create_future()
         self.stats = [CommandStat(name, flags) for name, flags in COMMANDS]
         self.unknown = CommandStat(None, 0)
         self.buffer = ""
 
-    # -- aiosmtpd hooks ---------------------------------------------------------------------
+    # -- asyncio.Protocol ----------------------------------------------------------------
 
-    def _timeout_cb(self):
-        """smtpd enforces smtpd_timeout per read and write instead."""
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.chat.data_received(data)
 
     def eof_received(self):
         """Keep the connection after the client's EOF: commands already received
         (QUIT ...) are still answered, as Postfix does."""
-        self._reader.feed_eof()
+        self.chat.eof_received()
         return not self.tls_active
 
     def connection_lost(self, error):
-        self.chat.lost = True
-        if self._timeout_handle is not None:
-            self._timeout_handle.cancel()
-        if self._original_transport is not None:
-            self._original_transport.close()
-        asyncio.StreamReaderProtocol.connection_lost(self, error)
+        self.chat.connection_lost()
 
-    async def _handle_client(self):
+    def pause_writing(self):
+        self.chat.pause_writing()
+
+    def resume_writing(self):
+        self.chat.resume_writing()
+
+    async def run(self, sock):
+        """The session on the accepted socket: smtpd_proto(), then the last replies
+        are written and the connection closed."""
+        await self.loop.connect_accepted_socket(lambda: self, sock=sock)
         try:
             await self.smtpd_proto()
-        except asyncio.CancelledError:
-            pass
-        except BaseException as exc:        # never leave the session future pending
-            if not self.done.done():
-                self.done.set_exception(exc)
-            return
         finally:
             try:
                 await self.chat.flush()
             except (SmtpEOF, SmtpTimeout):
                 pass
             if self.transport is not None:
+                # The loop serves the next session too: nothing of this one may stay
+                # registered. Output that a timed-out client never took is dropped.
                 self.transport.close()
-        if not self.done.done():
-            self.done.set_result(None)
+                self.transport.abort()
+                await asyncio.sleep(0)      # runs connection_lost()
 
     # -- replies -------------------------------------------------------------------------
 
@@ -450,10 +445,6 @@ class SmtpdProtocol(SessionCommands, TransactionCommands, XclientCommands, SaslC
         if ok != total or total == 0:
             out.append("/%d" % total)
         return "".join(out)
-
-class _NoHandler:
-    """aiosmtpd wants a handler object; SmtpdProtocol handles everything itself."""
-
 
 def _valid_utf8(raw):
     try:

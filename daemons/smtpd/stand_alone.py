@@ -8,7 +8,7 @@ bare-LF detection and the pipelining check, refuses ETRN, and does not talk to c
 the message goes through `$command_directory/postdrop -r` like sendmail's, with only
 the sender, recipients and content (the client attributes are left out).
 
-StdioRelay: aiosmtpd and the session code want a socket, but standard input and output
+StdioRelay: the session's asyncio transport wants a socket, but standard input and output
 are usually pipes; when they are not one socket, they are relayed to one end of a socket
 pair whose other end becomes descriptors 0 and 1 (done before the server skeleton
 starts, which serves `-S` on descriptor 0). PostdropCleanup gives postdrop's stream

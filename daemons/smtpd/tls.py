@@ -218,8 +218,6 @@ class TlsCommands:
         if transport is None:
             raise SmtpEOF()
         self.transport = transport
-        self._writer._transport = transport
-        self._reader._transport = transport
         self.tls_active = True
         state.tls_context = TlsContext(transport.get_extra_info("ssl_object"), state.namaddr)
         if tls.loglevel >= 1:

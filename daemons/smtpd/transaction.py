@@ -317,8 +317,7 @@ class TransactionCommands(BdatCommands):
         if notify:
             client.put(record.ATTR, "notify_flags=%d" % notify)
         client.put(record.ATTR, "dsn_orig_rcpt=%s;%s" % orcpt)
-        client.put(record.RCPT, addr)
-        client.flush()
+        client.put(record.RCPT, addr)     # sent with what follows, as Postfix's VSTREAM does
         await self.reply("250 2.1.5 Ok")
         return 0
 
@@ -491,9 +490,14 @@ class TransactionCommands(BdatCommands):
         first = True
         prev_rec_type = None
         prev_got_bare_lf = 0
+        bound = ctx.line_limit
         while True:
-            line, complete = await chat.get(ctx.line_limit)
-            rec_type = record.NORM if complete else record.CONT
+            line = chat.get_ready(bound)
+            if line is not None:
+                rec_type = record.NORM
+            else:
+                line, complete = await chat.get(bound)
+                rec_type = record.NORM if complete else record.CONT
             got_bare_lf = chat.got_bare_lf
             if got_bare_lf & ctx.BARE_LF_REPLY_REJECT:
                 state.err |= cu.STAT_BARE_LF

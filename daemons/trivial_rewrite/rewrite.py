@@ -12,8 +12,34 @@ from pyfix.common import attr, msg, tok822
 from pyfix.common.rewrite_clnt import RULE_LOCAL, RULE_REMOTE
 
 
+# Answers already given: the rules are a function of main.cf alone (no table is
+# consulted, nothing is logged), which a process reads once, so that the same address in
+# the same context always gets the same answer; mail repeats its addresses (the envelope
+# sender and the From: header, one recipient in many messages). Bounded, and kept for
+# one RewriteRules object only.
+_MEMO_LIMIT = 1000
+_memo = {"rules": None, "results": {}}
+
+
 def rewrite_addr(rules, context, address):
     """The canonical external form of an external-form address."""
+    if msg.verbose:                 # -v logs each rewrite step, every time
+        return _rewrite_addr(rules, context, address)
+    if _memo["rules"] is not rules:
+        _memo["rules"] = rules
+        _memo["results"] = {}
+    results = _memo["results"]
+    key = (context, address)
+    result = results.get(key)
+    if result is None:
+        result = _rewrite_addr(rules, context, address)
+        if len(results) >= _MEMO_LIMIT:
+            results.clear()
+        results[key] = result
+    return result
+
+
+def _rewrite_addr(rules, context, address):
     tree = tok822.scan_addr(address)
     if tree.head is None:
         msg.panic("rewrite_tree: empty tree")

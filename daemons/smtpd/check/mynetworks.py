@@ -8,6 +8,7 @@ matches as in a domain list (exact, or a parent domain under MATCH_FLAG_PARENT, 
 negates, `/file` reads more patterns. The first pattern that matches decides.
 """
 
+import functools
 import ipaddress
 
 from pyfix.common import msg
@@ -60,12 +61,25 @@ class NamadrList(MatchList):
             close = text.find("]")
             text = text[1:close] + text[close + 1:] if close > 0 else text
         try:
-            network = ipaddress.ip_network(text, strict=True)
+            network = _ip_network(text)
         except ValueError:
             self.error = ERR_RETRY
             msg.warn("%s: bad net/mask pattern: \"%s\"" % (self.title, pattern))
             return False
         try:
-            return ipaddress.ip_address(addr) in network
+            return _ip_address(addr) in network
         except ValueError:
             return False
+
+
+# Parsed once per process, not once per message: the client address and the patterns
+# recur; a bad pattern is not cached (it raises), so it is warned about each time, as
+# Postfix's match_hostaddr() does.
+@functools.lru_cache(maxsize=256)
+def _ip_network(text):
+    return ipaddress.ip_network(text, strict=True)
+
+
+@functools.lru_cache(maxsize=256)
+def _ip_address(text):
+    return ipaddress.ip_address(text)
