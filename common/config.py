@@ -109,7 +109,12 @@ class Config:
             service_default = params.service_parameter_default(name)
             return default if service_default is None else service_default
         if param.kind == "fn":
-            return self._function_default(name)
+            # Kept with the expanded values (set() clears both): mynetworks walks the
+            # network interfaces, and several parameters expand it.
+            key = ("fn", name)
+            if key not in self._cache:
+                self._cache[key] = self._function_default(name)
+            return self._cache[key]
         return param.default
 
     def _function_default(self, name):

@@ -29,10 +29,10 @@ The parsing, if/endif structure, `$n` pre-scan and expansion are shared with pcr
 """
 
 import ctypes
-import ctypes.util
 import os
 
 from pyfix.common import msg
+from pyfix.common.libc import libc as c_library
 from pyfix.common.macro import EXPR, LITERAL, PARSE_ERROR, PARSE_OK, PARSE_UNDEF, mac_parse
 from pyfix.common.readlline import logical_lines
 from pyfix.maps import dict_file
@@ -354,7 +354,7 @@ class _RegMatch(ctypes.Structure):
 
 class _Libc:
     def __init__(self):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = c_library()
         self.regcomp = libc.regcomp
         self.regcomp.argtypes = [ctypes.POINTER(_RegexT), ctypes.c_char_p, ctypes.c_int]
         self.regcomp.restype = ctypes.c_int

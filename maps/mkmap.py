@@ -18,14 +18,13 @@ Signals are held off while a table is rebuilt (sigdelay), except for lmdb, whose
 are safe anyway.
 """
 
-import ctypes
-import ctypes.util
 import errno
 import fcntl
 import os
 import signal
 
 from pyfix.common import msg
+from pyfix.common.libc import libc
 from pyfix.maps import dict_db, dict_lmdb
 from pyfix.maps.dict import FLAG_DUP_WARN, FLAG_MULTI_WRITER, utf8_activate_if_needed
 from pyfix.maps.dict_db import flock
@@ -42,18 +41,9 @@ def zero_fresh_memory(enable):
     process it holds old heap data, which would end up in the file. glibc's M_PERTURB
     with 0xff makes malloc() return zeroed memory, so that a table is the same file
     Postfix writes (except libdb's unique file id). Elsewhere this does nothing."""
-    global _libc
-    if _libc is None:
-        try:
-            _libc = ctypes.CDLL("libc.so.6")
-        except OSError:
-            name = ctypes.util.find_library("c")
-            _libc = ctypes.CDLL(name) if name else False
-    if _libc and hasattr(_libc, "mallopt"):
-        _libc.mallopt(M_PERTURB, 0xFF if enable else 0)
-
-
-_libc = None
+    c_library = libc()
+    if c_library is not None and hasattr(c_library, "mallopt"):
+        c_library.mallopt(M_PERTURB, 0xFF if enable else 0)
 
 
 def configure(config):
