@@ -8,8 +8,6 @@ makes the flush and warn requests asynchronously (abounce.c); pyfix's qmgr waits
 each answer, which the bounce/defer services give at once.
 """
 
-import os
-
 from pyfix.common import flush_clnt, msg
 from pyfix.common.dsn_mask import DSN_NOTIFY_SUCCESS
 from pyfix.queue import bounce_clnt as bc
@@ -132,13 +130,13 @@ def sent(flags, queue_id, stats, rcpt, relay, dsn):
 
 
 def rec_put_type(stream, rec_type, offset):
-    """Overwrite the type byte of the record at offset (rec_put_type()), then flush and
-    fsync: a recipient marked done is never delivered again after a crash."""
+    """Overwrite the type byte of the record at offset (rec_put_type()) and flush it, as
+    Postfix does, without fsync: the kernel keeps it through any crash of ours, and only
+    a crash of the whole system could bring a duplicate delivery -- never a lost one."""
     try:
         stream.seek(offset)
         stream.write(rec_type)
         stream.flush()
-        os.fsync(stream.fileno())
     except OSError as exc:
         msg.fatal("update queue file %s: %s" % (getattr(stream, "qpath", stream.name),
                                                 msg.strerror(exc)))
