@@ -8,23 +8,11 @@ from pyfix.common import msg
 from pyfix.common.dsn_mask import dsn_notify_str, dsn_ret_str
 from pyfix.common.quote_822 import (QUOTE_FLAG_8BITCLEAN, QUOTE_FLAG_EXPOSE_AT,
                                     quote_822_local)
+from pyfix.common.xtext import xtext_quote
 
 SMTPUTF8_FLAG_REQUESTED = 1 << 0
 ENC_8BIT = "8bit"               # MAIL_ATTR_ENC_8BIT
 ENC_7BIT = "7bit"
-
-
-def xtext_quote(text, special=""):
-    """RFC 3461 xtext (xtext_quote()): + and what is not printable ASCII or is in
-    special become +XX."""
-    out = []
-    for byte in text.encode("utf-8", "surrogateescape"):
-        char = chr(byte)
-        if char != "+" and 32 < byte < 127 and char not in special:
-            out.append(char)
-        else:
-            out.append("+%02X" % byte)
-    return "".join(out)
 
 
 def quote_821(params, address):

@@ -13,6 +13,7 @@ from pyfix.common import msg, tok822
 from pyfix.common.dsn_mask import DSN_NOTIFY_NEVER, dsn_notify_mask, dsn_ret_code
 from pyfix.common.mail_date import mail_date
 from pyfix.common.quote_822 import quote_822_local
+from pyfix.common.xtext import uxtext_unquote, xtext_unquote
 from pyfix.queue import cleanup_user as cu
 from pyfix.queue import record
 from pyfix.queue.cleanup_client import CleanupClient, CleanupError
@@ -22,41 +23,6 @@ from pyfix.daemons.smtpd.bdat import BdatCommands
 from pyfix.daemons.smtpd.stand_alone import PostdropCleanup
 from pyfix.daemons.smtpd.state import (
     MAIL_PROTO_ESMTP, SMTPD_AFTER_DATA, SMTPD_AFTER_EOM, SMTPD_FLAG_SMTPUTF8, XForward)
-
-def xtext_unquote(text):
-    """RFC 3461 xtext: `+XX` is a hex-coded byte; None when malformed."""
-    out = bytearray()
-    pos = 0
-    while pos < len(text):
-        ch = text[pos]
-        if ch == "+":
-            digits = text[pos + 1:pos + 3]
-            if len(digits) != 2 or any(c not in "0123456789ABCDEFabcdef" for c in digits):
-                return None
-            out.append(int(digits, 16))
-            pos += 3
-        else:
-            out += ch.encode("utf-8", "surrogateescape")
-            pos += 1
-    return out.decode("utf-8", "surrogateescape")
-
-
-def uxtext_unquote(text):
-    """RFC 6533 unitext: `\\x{HEX}` is a code point; None when malformed."""
-    out = []
-    pos = 0
-    while pos < len(text):
-        if text.startswith("\\x{", pos):
-            end = text.find("}", pos)
-            digits = text[pos + 3:end] if end > 0 else ""
-            if not digits or any(c not in "0123456789ABCDEFabcdef" for c in digits):
-                return None
-            out.append(chr(int(digits, 16)))
-            pos = end + 1
-        else:
-            out.append(text[pos])
-            pos += 1
-    return "".join(out)
 
 
 def _allprint(text):

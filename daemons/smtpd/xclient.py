@@ -58,7 +58,7 @@ class XclientCommands:
 
     async def _attr_values(self, argv, command):
         """The (NAME, value) pairs of an XCLIENT/XFORWARD command, or None (replied)."""
-        from pyfix.daemons.smtpd.transaction import xtext_unquote
+        from pyfix.common.xtext import xtext_unquote
         state = self.state
         if state.in_mail_transaction():
             await self.reply("503 5.5.1 Error: MAIL transaction in progress")
