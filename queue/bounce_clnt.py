@@ -15,11 +15,12 @@ that cannot be reached is a failure (-1) with a warning, never a wait: these are
 import socket
 import time
 
-from pyfix.common import attr, flush_clnt, msg
+from pyfix.common import attr, flush_clnt, msg, verify_clnt
 from pyfix.common.info_log_addr_form import info_log_addr_form
+# The verify client lives in common/verify_clnt.py (smtpd queries it too).
+from pyfix.common.verify_clnt import verify_clnt_update
 
 PROTO_BOUNCE = "delivery_status_protocol"
-PROTO_VERIFY = "address_verification_prrotocol"       # sic, as Postfix spells it
 
 CMD_APPEND = 0
 CMD_FLUSH = 1
@@ -54,6 +55,7 @@ def configure(config):
         config.get_int("delay_logging_resolution_limit")
     _settings["ipc_timeout"] = config.get_time("ipc_timeout")
     flush_clnt.flush_init(config)           # for defer_append's flush_add()
+    verify_clnt.configure(config)
 
 
 class MsgStats:
@@ -144,7 +146,7 @@ def bounce_append(flags, queue_id, stats, rcpt, relay, dsn):
         dsn = dsn.copy(status="5.0.0")
     if flags & DEL_REQ_FLAG_MTA_VRFY:
         return verify_append(queue_id, stats, rcpt, relay, dsn.copy(action="undeliverable"),
-                             -1)
+                             verify_clnt.DEL_RCPT_STAT_BOUNCE)
     if flags & DEL_REQ_FLAG_USR_VRFY:
         return trace_append(flags, queue_id, stats, rcpt, relay,
                             dsn.copy(action="undeliverable"))
@@ -198,32 +200,6 @@ def trace_append(flags, queue_id, stats, rcpt, relay, dsn):
     if flags & DEL_REQ_FLAG_USR_VRFY:
         log_adhoc(queue_id, stats, rcpt, relay, dsn, dsn.action)
     return 0
-
-
-def verify_clnt_update(address, status, why):
-    """One `update` request to the verify service; its status, or -1."""
-    service = _settings["address_verify_service_name"]
-    path = "private/" + service
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        try:
-            sock.connect(path)
-            stream = attr.AttrStream(sock, path + " socket", _settings["ipc_timeout"])
-            count, _ = stream.scan([(attr.STREQ, "protocol", PROTO_VERIFY)],
-                                   attr.FLAG_STRICT)
-            if count != 0 or stream.eof or not stream.send(
-                    [("request", "update"), ("address", address),
-                     ("recipient_status", status), ("reason", why)]):
-                raise OSError("protocol error")
-            count, values = stream.scan([(attr.INT, "status")], attr.FLAG_MISSING)
-            if count != 1:
-                raise OSError("protocol error")
-            return values["status"]
-        except OSError as exc:
-            msg.warn("problem talking to service %s: %s" % (service, msg.strerror(exc)))
-            return -1
-    finally:
-        sock.close()
 
 
 def verify_append(queue_id, stats, rcpt, relay, dsn, vrfy_stat):

@@ -18,6 +18,7 @@ from pyfix.queue import record as R
 from pyfix.queue.cleanup_client import CleanupClient, CleanupError
 
 MAIL_SRC_MASK_BOUNCE = 1 << 4
+MAIL_SRC_MASK_VERIFY = 1 << 6
 MAIL_SRC_NAMES = (("sendmail", 1 << 0), ("smtpd", 1 << 1), ("qmqpd", 1 << 2),
                   ("forward", 1 << 3), ("bounce", 1 << 4), ("notify", 1 << 5),
                   ("verify", 1 << 6), ("all", (1 << 7) - 1))
@@ -37,12 +38,12 @@ def _class_flags(config, name, table, source_class, flags):
     return flags if mask & source_class else 0
 
 
-def cleanup_flags(config, smtputf8):
+def cleanup_flags(config, smtputf8, source_class=MAIL_SRC_MASK_BOUNCE):
     return (_class_flags(config, "internal_mail_filter_classes", INT_FILT_NAMES,
-                         MAIL_SRC_MASK_BOUNCE, cu.FLAG_FILTER | cu.FLAG_MILTER)
+                         source_class, cu.FLAG_FILTER | cu.FLAG_MILTER)
             | cu.FLAG_MASK_INTERNAL
             | _class_flags(config, "smtputf8_autodetect_classes", MAIL_SRC_NAMES,
-                           MAIL_SRC_MASK_BOUNCE, cu.FLAG_AUTOUTF8)
+                           source_class, cu.FLAG_AUTOUTF8)
             | (cu.FLAG_SMTPUTF8 if smtputf8 & SMTPUTF8_FLAG_REQUESTED else 0))
 
 
@@ -54,8 +55,10 @@ class PostMail:
         self.queue_id = client.queue_id
 
     @classmethod
-    def open_nowait(cls, config, sender, recipient, smtputf8, trace_flags=0):
-        """post_mail_fopen_nowait(): None, with a warning, when cleanup is unreachable."""
+    def open_nowait(cls, config, sender, recipient, smtputf8, trace_flags=0,
+                    source_class=MAIL_SRC_MASK_BOUNCE):
+        """post_mail_fopen_nowait(): None, with a warning, when cleanup is unreachable.
+        source_class: MAIL_SRC_MASK_* of the poster (bounce, or verify for probes)."""
         path = "public/" + config.get("cleanup_service_name")
         try:
             client = CleanupClient.connect(path, config.get_time("ipc_timeout"), wait=False)
@@ -65,7 +68,7 @@ class PostMail:
                 return None
             msg.fatal("unable to contact the %s service" % config.get("cleanup_service_name"))
         try:
-            client.send_flags(cleanup_flags(config, smtputf8))
+            client.send_flags(cleanup_flags(config, smtputf8, source_class))
         except CleanupError:
             msg.fatal("unable to contact the %s service" % config.get("cleanup_service_name"))
         post = cls(client)

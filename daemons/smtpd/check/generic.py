@@ -8,7 +8,7 @@ defer_if_permit / defer_if_reject hold a deferral until the outcome is known.
 
 import time
 
-from pyfix.common import msg
+from pyfix.common import msg, verify_clnt
 
 from pyfix.daemons.smtpd.check.core import (DUNNO, ERROR_POLICY, NAME_CLIENT, NAME_ETRN,
                                             NAME_HELO, NAME_RECIPIENT, NAME_REV_CLIENT,
@@ -282,16 +282,63 @@ class GenericChecks:
         return None
 
     def _unverified(self, state, sender, reply_name, reply_class):
-        """reject_unverified_sender/recipient. Address verification needs the verify(8)
-        service, which pyfix does not have yet: the answer is the one Postfix gives when
-        that service fails (a deferral, never an acceptance)."""
-        if not (state.sender if sender else state.recipient):
+        """reject_unverified_sender/recipient (reject_unverified_address()): ask the
+        verify(8) service, waiting address_verify_poll_count times
+        address_verify_poll_delay for a probe in progress."""
+        addr = state.sender if sender else state.recipient
+        if not addr:
             return DUNNO
-        msg.warn("verify service failure")
-        return self.defer_if_permit(self.unv_from_tf_act if sender else self.unv_rcpt_tf_act,
-                                    state, ERROR_POLICY, 450, "4.1.7" if sender else "4.1.1",
-                                    "<%s>: %s rejected: address verification problem"
-                                    % (reply_name, reply_class))
+        kind = "sender" if sender else "recipient"
+        config = self.config
+        if not getattr(self, "_verify_configured", False):
+            verify_clnt.configure(config)
+            self._verify_configured = True
+        tf_act = self.unv_from_tf_act if sender else self.unv_rcpt_tf_act
+        dsn = "4.1.7" if sender else "4.1.1"
+        count = 0
+        while True:
+            status, rcpt_status, why = verify_clnt.verify_clnt_query(addr)
+            if status != verify_clnt.VRFY_STAT_OK \
+                    or rcpt_status != verify_clnt.DEL_RCPT_STAT_TODO:
+                break
+            count += 1
+            if count >= config.get_int("address_verify_poll_count"):
+                break
+            time.sleep(config.get_time("address_verify_poll_delay"))
+        if status != verify_clnt.VRFY_STAT_OK:
+            msg.warn("%s service failure" % config.get("address_verify_service_name"))
+            return self.defer_if_permit(tf_act, state, ERROR_POLICY, 450, dsn,
+                                        "<%s>: %s rejected: address verification problem"
+                                        % (reply_name, reply_class))
+        return self._unverified_reply(state, kind, rcpt_status, why, tf_act, dsn,
+                                      reply_name, reply_class)
+
+    def _unverified_reply(self, state, kind, rcpt_status, why, tf_act, dsn, reply_name,
+                          reply_class):
+        """The reply for an address status: unverified_<kind>_defer_code for a probe in
+        progress or a deferred address, unverified_<kind>_reject_code for a bounced one."""
+        config = self.config
+        reject_code = 0
+        if rcpt_status in (verify_clnt.DEL_RCPT_STAT_TODO, verify_clnt.DEL_RCPT_STAT_DEFER):
+            reject_code = config.get_int("unverified_%s_defer_code" % kind)
+        elif rcpt_status == verify_clnt.DEL_RCPT_STAT_BOUNCE:
+            reject_code = config.get_int("unverified_%s_reject_code" % kind)
+        elif rcpt_status != verify_clnt.DEL_RCPT_STAT_OK:
+            msg.warn("unknown address verification status %d" % rcpt_status)
+        alt_reply = config.get("unverified_%s_reject_reason" % kind)
+        if reject_code >= 400 and alt_reply:
+            why = alt_reply
+        if reject_code // 100 == 4:
+            why = why.encode("utf-8", "surrogateescape")[:250].decode("utf-8",
+                                                                      "surrogateescape")
+            return self.defer_if_permit(tf_act, state, ERROR_POLICY, reject_code, dsn,
+                                        "<%s>: %s rejected: unverified address: %s"
+                                        % (reply_name, reply_class, why))
+        if reject_code // 100 == 2 or reject_code == 0:
+            return DUNNO
+        return self.reject(state, ERROR_POLICY, reject_code, dsn,
+                           "<%s>: %s rejected: undeliverable address: %s"
+                           % (reply_name, reply_class, why))
 
     def _dnsxl(self, state, name, domain):
         if name in ("reject_rbl_client", "reject_rbl"):
