@@ -18,7 +18,7 @@ import os
 from pyfix.common import attr, msg
 from pyfix.common.strings import CHARS_BRACE, CHARS_COMMA_SP, extract_parens, tokens_quoted
 
-from pyfix.daemons.skeleton.multi import multi_server_main
+from pyfix.daemons.skeleton.multi import ClientStreams, multi_server_main
 from pyfix.daemons.skeleton.server import ServerExit
 from pyfix.maps import dict_proxy as proto
 from pyfix.maps.cfg_parser import use_config
@@ -41,7 +41,7 @@ class Proxymap:
         self.approved = set()
         self.tables = {}            # "type:name:flags" -> Dict
         self.sequences = {}         # id(Dict) -> iterator of (key, value)
-        self.streams = {}           # client fd -> AttrStream
+        self.clients = ClientStreams(proto.PROTO_PROXYMAP)
 
     @property
     def param_name(self):
@@ -136,10 +136,7 @@ class Proxymap:
     def service(self, conn, server):
         if server.argv:
             msg.fatal("unexpected command-line argument: %s" % server.argv[0])
-        stream = self.streams.get(conn.fileno())
-        if stream is None:
-            stream = self.streams[conn.fileno()] = attr.AttrStream(
-                conn, "%s socket" % server.name, REQUEST_TIMEOUT)
+        stream = self.clients.stream(conn, "%s socket" % server.name, REQUEST_TIMEOUT)
         while True:
             count, values = stream.scan([(attr.STR, proto.ATTR_REQ)],
                                         attr.FLAG_MORE | attr.FLAG_STRICT)
@@ -267,17 +264,6 @@ class Proxymap:
                 msg.info("table %s has changed -- restarting" % name)
                 raise ServerExit(0)
 
-    @staticmethod
-    def post_accept(conn, server):
-        """Announce the protocol, as Postfix's proxymap does to every new client."""
-        try:
-            conn.sendall(attr.print0([(proto.ATTR_PROTO, proto.PROTO_PROXYMAP)]))
-        except OSError:
-            pass
-
-    def pre_disconnect(self, conn, server):
-        self.streams.pop(conn.fileno(), None)
-
 
 def _nested_name(type_name):
     for prefix in NESTED_TYPES:
@@ -290,5 +276,6 @@ def main(argv):
     proxymap = Proxymap()
     multi_server_main(argv, proxymap.service, pre_init=proxymap.pre_init,
                       post_init=proxymap.post_init,
-                      pre_accept=proxymap.pre_accept, post_accept=proxymap.post_accept,
-                      pre_disconnect=proxymap.pre_disconnect)
+                      pre_accept=proxymap.pre_accept,
+                      post_accept=proxymap.clients.announce,
+                      pre_disconnect=proxymap.clients.forget)

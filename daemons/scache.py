@@ -30,7 +30,7 @@ from pyfix.common.scache_clnt import PROTO_SCACHE, REQ_FIND_DEST, REQ_FIND_ENDP,
     REQ_SAVE_DEST, REQ_SAVE_ENDP, STAT_BAD, STAT_FAIL, STAT_OK, recv_fd, send_fd, \
     ProtocolError
 
-from pyfix.daemons.skeleton.multi import multi_server_main
+from pyfix.daemons.skeleton.multi import ClientStreams, multi_server_main
 
 STATUS_TIMER = "scache-status"
 
@@ -155,7 +155,7 @@ class Scache:
     def __init__(self):
         self.server = None
         self.cache = None
-        self.streams = {}               # client fd -> AttrStream
+        self.clients = ClientStreams(PROTO_SCACHE)
         self.ttl_limit = 2
         self.stat_time = 600
         self.dest_hits = self.dest_miss = self.dest_count = 0
@@ -207,23 +207,11 @@ class Scache:
 
     # -- the protocol -------------------------------------------------------------------
 
-    @staticmethod
-    def post_accept(conn, server):
-        try:
-            conn.sendall(attr.print0([("protocol", PROTO_SCACHE)]))
-        except OSError:
-            pass
-
-    def pre_disconnect(self, conn, server):
-        self.streams.pop(conn.fileno(), None)
-
     def service(self, conn, server):
         if server.argv:
             msg.fatal("unexpected command-line argument: %s" % server.argv[0])
-        stream = self.streams.get(conn.fileno())
-        if stream is None:
-            stream = self.streams[conn.fileno()] = attr.AttrStream(
-                conn, "scache socket", server.config.get_time("ipc_timeout"))
+        stream = self.clients.stream(conn, "scache socket",
+                                     server.config.get_time("ipc_timeout"))
         while True:
             count, values = stream.scan([(attr.STR, "request")],
                                         attr.FLAG_MORE | attr.FLAG_STRICT)
@@ -349,5 +337,6 @@ def _signed(value):
 def main(argv):
     scache = Scache()
     multi_server_main(argv, scache.service, solitary=True, post_init=scache.post_init,
-                      post_accept=scache.post_accept, pre_disconnect=scache.pre_disconnect,
+                      post_accept=scache.clients.announce,
+                      pre_disconnect=scache.clients.forget,
                       on_exit=scache.status_dump)

@@ -40,7 +40,7 @@ from pyfix.maps import dict as dict_module
 from pyfix.queue import record as R
 from pyfix.queue.bounce_clnt import DEL_REQ_FLAG_MTA_VRFY
 
-from pyfix.daemons.skeleton.multi import multi_server_main
+from pyfix.daemons.skeleton.multi import ClientStreams, multi_server_main
 
 PROBE_TTL = 1000                # a probe without an answer after this is presumed lost
 LAST_CLEANUP_KEY = "_LAST_CACHE_CLEANUP_COMPLETED_"
@@ -237,7 +237,7 @@ class Verify:
         self.cache = None
         self.config = None
         self.rewriter = None
-        self.streams = {}
+        self.clients = ClientStreams(PROTO_VERIFY)
         self.posting = {}               # probes whose cleanup verdict is still due
         self.pos_exp = self.pos_try = self.neg_exp = self.neg_try = 0
         self.neg_cache = True
@@ -309,23 +309,11 @@ class Verify:
 
     # -- the protocol ----------------------------------------------------------------------
 
-    @staticmethod
-    def post_accept(conn, server):
-        try:
-            conn.sendall(attr.print0([("protocol", PROTO_VERIFY)]))
-        except OSError:
-            pass
-
-    def pre_disconnect(self, conn, server):
-        self.streams.pop(conn.fileno(), None)
-
     def service(self, conn, server):
         if server.argv:
             msg.fatal("unexpected command-line argument: %s" % server.argv[0])
-        stream = self.streams.get(conn.fileno())
-        if stream is None:
-            stream = self.streams[conn.fileno()] = attr.AttrStream(
-                conn, "verify socket", server.config.get_time("ipc_timeout"))
+        stream = self.clients.stream(conn, "verify socket",
+                                     server.config.get_time("ipc_timeout"))
         # One request per wake-up, as Postfix: what a client sent after a request that
         # was not understood stays unread until the client sends more.
         count, values = stream.scan([(attr.STR, "request")],
@@ -455,5 +443,5 @@ def _restore(saved):
 def main(argv):
     verify = Verify()
     multi_server_main(argv, verify.service, solitary=True, pre_init=verify.pre_init,
-                      post_init=verify.post_init, post_accept=verify.post_accept,
-                      pre_disconnect=verify.pre_disconnect, on_exit=verify.on_exit)
+                      post_init=verify.post_init, post_accept=verify.clients.announce,
+                      pre_disconnect=verify.clients.forget, on_exit=verify.on_exit)

@@ -9,7 +9,7 @@ uses once no client is left.
 
 import socket
 
-from pyfix.common import master_proto, msg
+from pyfix.common import attr, master_proto, msg
 
 from pyfix.daemons.skeleton.server import Server
 
@@ -77,6 +77,33 @@ class MultiServer(Server):
         self.count_use()
         if not self.clients:
             self.arm_idle_timer()
+
+
+class ClientStreams:
+    """The attribute streams of a multi-client daemon's connections: each new client is
+    greeted with the daemon's protocol name, as Postfix's multi-server daemons do, and
+    keeps one buffered AttrStream until it disconnects. Pass announce() as
+    post_accept and forget() as pre_disconnect."""
+
+    def __init__(self, protocol):
+        self.protocol = protocol
+        self.streams = {}               # client fd -> AttrStream
+
+    def announce(self, conn, server):
+        try:
+            conn.sendall(attr.print0([("protocol", self.protocol)]))
+        except OSError:
+            pass
+
+    def forget(self, conn, server):
+        self.streams.pop(conn.fileno(), None)
+
+    def stream(self, conn, label, timeout):
+        """The client's AttrStream, made at its first request."""
+        stream = self.streams.get(conn.fileno())
+        if stream is None:
+            stream = self.streams[conn.fileno()] = attr.AttrStream(conn, label, timeout)
+        return stream
 
 
 def multi_server_main(argv, service, **hooks):

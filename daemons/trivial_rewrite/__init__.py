@@ -17,7 +17,7 @@ from pyfix.common import attr, msg
 from pyfix.common.resolve_clnt import PROTO_TRIVIAL, RESOLVE_REGULAR, RESOLVE_VERIFY
 from pyfix.common.rewrite_clnt import REWRITE_ADDR, RewriteRules
 
-from pyfix.daemons.skeleton.multi import multi_server_main
+from pyfix.daemons.skeleton.multi import ClientStreams, multi_server_main
 from pyfix.daemons.skeleton.server import ServerExit
 from pyfix.daemons.trivial_rewrite.context import REGULAR_NAMES, VERIFY_NAMES, \
     ResolveContext
@@ -37,7 +37,7 @@ class TrivialRewrite:
         self.rules = None
         self.resolver = None
         self.contexts = {}
-        self.streams = {}           # client fd -> AttrStream
+        self.clients = ClientStreams(PROTO_TRIVIAL)
         self.timeout = None
 
     def pre_init(self, server):
@@ -75,10 +75,7 @@ class TrivialRewrite:
         """rewrite_service(): answer the requests waiting on one client connection."""
         if server.argv:
             msg.fatal("unexpected command-line argument: %s" % server.argv[0])
-        stream = self.streams.get(conn.fileno())
-        if stream is None:
-            stream = self.streams[conn.fileno()] = attr.AttrStream(
-                conn, "%s socket" % server.name, self.timeout)
+        stream = self.clients.stream(conn, "%s socket" % server.name, self.timeout)
         while True:
             if self.serve_one(stream) < 0:
                 server.disconnect(conn)
@@ -117,22 +114,9 @@ class TrivialRewrite:
             return -1
         return 0
 
-    # -- connections --------------------------------------------------------------------------
-
-    @staticmethod
-    def post_accept(conn, server):
-        """Announce the protocol to each new client."""
-        try:
-            conn.sendall(attr.print0([("protocol", PROTO_TRIVIAL)]))
-        except OSError:
-            pass
-
-    def pre_disconnect(self, conn, server):
-        self.streams.pop(conn.fileno(), None)
-
 
 def main(argv):
     daemon = TrivialRewrite()
     multi_server_main(argv, daemon.service, pre_init=daemon.pre_init,
-                      post_init=daemon.post_init, post_accept=daemon.post_accept,
-                      pre_disconnect=daemon.pre_disconnect)
+                      post_init=daemon.post_init, post_accept=daemon.clients.announce,
+                      pre_disconnect=daemon.clients.forget)
