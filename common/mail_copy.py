@@ -57,6 +57,24 @@ def configure(config):
     _settings["file_size_limit"] = get_file_limit()
 
 
+def set_mailbox_limit(config, name):
+    """The delivery agent's mailbox limit parameter (mailbox_size_limit,
+    virtual_mailbox_limit) as this process's file size limit (set_file_limit()). It may
+    not be smaller than message_size_limit, or the queue file could not be updated;
+    0 leaves the limit alone."""
+    limit = config.get_long(name)
+    if limit <= 0:
+        return
+    message_limit = config.get_long("message_size_limit")
+    if message_limit <= 0:
+        msg.fatal("configuration error: %s is limited but message_size_limit is "
+                  "unlimited" % name)
+    if limit < message_limit:
+        msg.fatal("configuration error: %s is smaller than message_size_limit" % name)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    _settings["file_size_limit"] = limit
+
+
 def get_file_limit():
     """get_file_limit(): the process's file size limit (RLIMIT_FSIZE; Postfix has no
     file_size_limit parameter), unlimited as a very large number."""

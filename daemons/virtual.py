@@ -16,7 +16,6 @@ process's file size limit, so an mbox that would outgrow it bounces with 5.2.2.
 import errno
 import os
 import pwd
-import resource
 import stat
 
 from pyfix.common import info_log_addr_form as log_form
@@ -276,17 +275,7 @@ def virtual_service(conn, server):
 def pre_init(server):
     """virtual_mailbox_limit becomes the file size limit; it may not be smaller than
     message_size_limit, or the queue file could not be updated."""
-    config = server.config
-    limit = config.get_long("virtual_mailbox_limit")
-    if limit > 0:
-        message_limit = config.get_long("message_size_limit")
-        if message_limit <= 0:
-            msg.fatal("configuration error: virtual_mailbox_limit is limited but "
-                      "message_size_limit is unlimited")
-        if limit < message_limit:
-            msg.fatal("configuration error: virtual_mailbox_limit is smaller than "
-                      "message_size_limit")
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    mc.set_mailbox_limit(server.config, "virtual_mailbox_limit")
 
 
 def post_init(server):

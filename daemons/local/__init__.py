@@ -13,7 +13,6 @@ default_privs), never as root (privs.py). A recipient whose fate was logged
 """
 
 import encodings.idna
-import resource
 
 from pyfix.common import info_log_addr_form as log_form
 from pyfix.common import mail_copy, msg
@@ -116,18 +115,8 @@ def pre_init(server):
     """As root: the size limit and the tables (which may be readable by root only)."""
     config = server.config
     settings = Settings(config)
-    mailbox_limit = settings.mailbox_limit
     mail_copy.configure(config)
-    if mailbox_limit > 0:
-        message_limit = config.get_long("message_size_limit")
-        if message_limit <= 0:
-            msg.fatal("configuration error: mailbox_size_limit is limited but "
-                      "message_size_limit is unlimited")
-        if mailbox_limit < message_limit:
-            msg.fatal("configuration error: mailbox_size_limit is smaller than "
-                      "message_size_limit")
-        resource.setrlimit(resource.RLIMIT_FSIZE, (mailbox_limit, mailbox_limit))
-        mail_copy._settings["file_size_limit"] = mailbox_limit
+    mail_copy.set_mailbox_limit(config, "mailbox_size_limit")
     dot_lockfile.configure(config)
     bounce_clnt.configure(config)
     log_form.init(config)
